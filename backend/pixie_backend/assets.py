@@ -1,0 +1,277 @@
+"""The data folder: which licensed files PIXIE needs, where they are looked for, and how they are
+reported when missing.
+
+The data folder has the layout and file names of upstream PIXIE's ``data/`` directory. It is
+resolved in this order:
+
+1. an explicit path (API argument or ``--data-dir``);
+2. the ``PIXIE_DATA_DIR`` environment variable;
+3. the per-user data directory (``platformdirs.user_data_dir("pixie-blender")/data``).
+
+Nothing here downloads anything; ``pixie-backend fetch-data`` is the only command that does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import platformdirs
+
+ENV_DATA_DIR = "PIXIE_DATA_DIR"
+APP_NAME = "pixie-blender"
+#: Marker file written by ``make-synthetic``: its presence means the folder holds synthetic assets.
+SYNTHETIC_MARKER = "SYNTHETIC_ASSETS.txt"
+
+SMPLX_SITE = "https://smpl-x.is.tue.mpg.de"
+PIXIE_SITE = "https://pixie.is.tue.mpg.de"
+SMPLX_LICENCE = "https://smpl-x.is.tue.mpg.de/modellicense.html"
+PIXIE_LICENCE = "https://pixie.is.tue.mpg.de/license.html"
+DOWNLOAD_ENDPOINT = "https://download.is.tue.mpg.de/download.php"
+
+
+class Need(str, Enum):
+    """How much the pipeline depends on an asset."""
+
+    REQUIRED = "required"  # reconstruction cannot run without it
+    TEXTURE = "texture"  # needed for the SMPL-X-UV albedo texture
+    OPTIONAL = "optional"  # an extra feature
+
+
+@dataclass(frozen=True)
+class AssetSpec:
+    """One file of the data folder."""
+
+    key: str
+    filename: str  #: path relative to the data folder
+    purpose: str
+    need: Need
+    licence: str
+    licence_url: str
+    register_url: str
+    #: ``(domain, sfile)`` on the MPI download endpoint, or None if it is not downloadable there.
+    download: tuple[str, str] | None = None
+    #: The archive the file is unpacked from (``utilities.zip``), if any.
+    archive: str | None = None
+    #: What is turned off when the file is missing (optional files only).
+    missing_effect: str = ""
+    #: How to obtain a file that cannot be downloaded directly.
+    instructions: str = ""
+    sha256: str | None = None
+
+
+UTILITIES = "utilities.zip"
+
+ASSETS: tuple[AssetSpec, ...] = (
+    AssetSpec(
+        key="smplx_model",
+        filename="SMPLX_NEUTRAL_2020.npz",
+        purpose="SMPL-X 2020 neutral body model (mesh, shape/expression/pose blend shapes)",
+        need=Need.REQUIRED,
+        licence="SMPL-X Model License (non-commercial)",
+        licence_url=SMPLX_LICENCE,
+        register_url=SMPLX_SITE,
+        download=("smplx", "SMPLX_NEUTRAL_2020.npz"),
+    ),
+    AssetSpec(
+        key="pixie_model",
+        filename="pixie_model.tar",
+        purpose="PIXIE network weights (body, head and hand experts, moderators)",
+        need=Need.REQUIRED,
+        licence="PIXIE License (non-commercial)",
+        licence_url=PIXIE_LICENCE,
+        register_url=PIXIE_SITE,
+        download=("pixie", "pixie_model.tar"),
+    ),
+    AssetSpec(
+        key="extra_joints",
+        filename="smplx_extra_joints.yaml",
+        purpose="the 22 extra vertex keypoints (toes, heels, fingertips, ears, ...)",
+        need=Need.REQUIRED,
+        licence="PIXIE License (non-commercial)",
+        licence_url=PIXIE_LICENCE,
+        register_url=PIXIE_SITE,
+        download=("pixie", UTILITIES),
+        archive=UTILITIES,
+    ),
+    AssetSpec(
+        key="j14_regressor",
+        filename="SMPLX_to_J14.pkl",
+        purpose="J14 joint regressor (changes the wrist keypoints that place the hand crops)",
+        need=Need.REQUIRED,
+        licence="PIXIE License (non-commercial)",
+        licence_url=PIXIE_LICENCE,
+        register_url=PIXIE_SITE,
+        download=("pixie", UTILITIES),
+        archive=UTILITIES,
+    ),
+    AssetSpec(
+        key="smplx_tex_obj",
+        filename="smplx_tex.obj",
+        purpose="SMPL-X mesh with the UV layout that the face texture map targets",
+        need=Need.TEXTURE,
+        licence="PIXIE License (non-commercial)",
+        licence_url=PIXIE_LICENCE,
+        register_url=PIXIE_SITE,
+        download=("pixie", UTILITIES),
+        archive=UTILITIES,
+        missing_effect="results and the Blender mesh have no UVs; no textures",
+    ),
+    AssetSpec(
+        key="flame2smplx_map",
+        filename="flame2smplx_tex_1024.npy",
+        purpose="FLAME-UV to SMPL-X-UV texel map for the face albedo",
+        need=Need.TEXTURE,
+        licence="PIXIE License (non-commercial)",
+        licence_url=PIXIE_LICENCE,
+        register_url=PIXIE_SITE,
+        download=("pixie", UTILITIES),
+        archive=UTILITIES,
+        missing_effect="no face albedo texture",
+    ),
+    AssetSpec(
+        key="smplx_tex_png",
+        filename="smplx_tex.png",
+        purpose="stock SMPL-X body texture (1024x1024) the face albedo is pasted into",
+        need=Need.TEXTURE,
+        licence="PIXIE License (non-commercial; file from the PIXIE repository's data/ folder)",
+        licence_url=PIXIE_LICENCE,
+        register_url=PIXIE_SITE,
+        missing_effect="no full-body albedo texture",
+        instructions=(
+            "Copy data/smplx_tex.png from the PIXIE repository "
+            "(https://github.com/yfeng95/PIXIE/tree/master/data) into the data folder."
+        ),
+    ),
+    AssetSpec(
+        key="flame_albedo",
+        filename="FLAME_albedo_from_BFM.npz",
+        purpose="FLAME albedo space converted from the Basel Face Model (MU, PC)",
+        need=Need.OPTIONAL,
+        licence="Basel Face Model licence (not redistributable)",
+        licence_url="https://faces.dmi.unibas.ch/bfm/bfm2017.html",
+        register_url="https://faces.dmi.unibas.ch/bfm/bfm2017.html",
+        missing_effect="no face albedo (the avatar gets the stock texture or none)",
+        instructions=(
+            "Build it yourself: register for the Basel Face Model 2017, then run "
+            "https://github.com/TimoBolkart/BFM_to_FLAME (col_to_tex / convert_BFM_to_FLAME) "
+            "and copy the resulting FLAME_albedo_from_BFM.npz into the data folder."
+        ),
+    ),
+    AssetSpec(
+        key="deca_model",
+        filename="deca_model.tar",
+        purpose="DECA detail encoder/decoder for the facial displacement map",
+        need=Need.OPTIONAL,
+        licence="DECA License (non-commercial)",
+        licence_url="https://deca.is.tue.mpg.de/license.html",
+        register_url="https://deca.is.tue.mpg.de",
+        missing_effect="no facial displacement map",
+        instructions=(
+            "Register at https://flame.is.tue.mpg.de, download deca_model.tar as described in "
+            "https://github.com/yfeng95/DECA (fetch_data.sh) and copy it into the data folder."
+        ),
+    ),
+)
+
+ASSET_BY_KEY = {spec.key: spec for spec in ASSETS}
+
+
+class MissingAssetError(FileNotFoundError):
+    """A licensed data file is missing. The message names the file, where it was looked for and
+    where to get it."""
+
+    def __init__(self, spec: AssetSpec, searched: list[Path]):
+        self.spec = spec
+        self.searched = searched
+        where = "\n".join(f"  - {p}" for p in searched) or "  (no data folder configured)"
+        if spec.download is not None:
+            how = (
+                f"Register at {spec.register_url}, accept the licence ({spec.licence_url}), then run\n"
+                f"  pixie-backend fetch-data --data-dir <folder>\n"
+                f"or download it yourself and place it in the data folder."
+            )
+        else:
+            how = spec.instructions
+        super().__init__(
+            f"Missing {spec.filename} ({spec.purpose}).\nLooked in:\n{where}\n{how}\n"
+            f"Set the folder with --data-dir or the {ENV_DATA_DIR} environment variable."
+        )
+
+
+def user_data_dir() -> Path:
+    """Per-user default data folder (``.../pixie-blender/data``)."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "data"
+
+
+def candidate_dirs(explicit: str | os.PathLike | None = None) -> list[Path]:
+    """Data folders in resolution order: explicit, ``$PIXIE_DATA_DIR``, per-user folder."""
+    dirs: list[Path] = []
+    if explicit is not None:
+        dirs.append(Path(explicit).expanduser())
+    env = os.environ.get(ENV_DATA_DIR)
+    if env:
+        dirs.append(Path(env).expanduser())
+    dirs.append(user_data_dir())
+    return dirs
+
+
+def resolve_data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The data folder to use.
+
+    An explicit path always wins (even if it does not exist yet, so that errors name it);
+    otherwise the first existing candidate, else the per-user folder.
+    """
+    if explicit is not None:
+        return Path(explicit).expanduser()
+    for d in candidate_dirs(None):
+        if d.is_dir():
+            return d
+    return user_data_dir()
+
+
+class DataFolder:
+    """Resolved data folder with typed look-ups."""
+
+    def __init__(self, explicit: str | os.PathLike | None = None):
+        self.root = resolve_data_dir(explicit)
+        self.searched = [self.root] if explicit is not None else candidate_dirs(None)
+
+    def path(self, key: str) -> Path:
+        """Path where asset ``key`` would be, present or not."""
+        return self.root / ASSET_BY_KEY[key].filename
+
+    def has(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def require(self, key: str) -> Path:
+        """Path of asset ``key``; raises :class:`MissingAssetError` if absent."""
+        p = self.path(key)
+        if not p.is_file():
+            spec = ASSET_BY_KEY[key]
+            raise MissingAssetError(spec, [d / spec.filename for d in self.searched])
+        return p
+
+    def optional(self, key: str) -> Path | None:
+        p = self.path(key)
+        return p if p.is_file() else None
+
+    @property
+    def is_synthetic(self) -> bool:
+        """True if the folder was written by ``make-synthetic`` (not a real model)."""
+        return (self.root / SYNTHETIC_MARKER).is_file()
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
