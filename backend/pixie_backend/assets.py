@@ -60,7 +60,12 @@ class AssetSpec:
     missing_effect: str = ""
     #: How to obtain a file that cannot be downloaded directly.
     instructions: str = ""
+    #: Hex SHA-256 of the file, or None where it is not known.
     sha256: str | None = None
+    #: Size in bytes, or None where it is not known.
+    size: int | None = None
+    #: Public address a file that is not on the MPI download server can be fetched from by hand.
+    url: str | None = None
 
 
 UTILITIES = "utilities.zip"
@@ -142,9 +147,11 @@ ASSETS: tuple[AssetSpec, ...] = (
         register_url=PIXIE_SITE,
         missing_effect="no full-body albedo texture",
         instructions=(
-            "Copy data/smplx_tex.png from the PIXIE repository "
-            "(https://github.com/yfeng95/PIXIE/tree/master/data) into the data folder."
+            "Not on the download server: it is in the PIXIE git repository. Download "
+            "https://github.com/yfeng95/PIXIE/raw/master/data/smplx_tex.png (no account needed) "
+            "and save it as smplx_tex.png in the data folder."
         ),
+        url="https://github.com/yfeng95/PIXIE/raw/master/data/smplx_tex.png",
     ),
     AssetSpec(
         key="flame_albedo",
@@ -156,9 +163,16 @@ ASSETS: tuple[AssetSpec, ...] = (
         register_url="https://faces.dmi.unibas.ch/bfm/bfm2017.html",
         missing_effect="no face albedo (the avatar gets the stock texture or none)",
         instructions=(
-            "Build it yourself: register for the Basel Face Model 2017, then run "
-            "https://github.com/TimoBolkart/BFM_to_FLAME (col_to_tex / convert_BFM_to_FLAME) "
-            "and copy the resulting FLAME_albedo_from_BFM.npz into the data folder."
+            "Build it yourself (the BFM licence forbids redistribution): "
+            "(1) register at https://faces.dmi.unibas.ch/bfm/bfm2017.html and download "
+            "model2017-1_bfm_nomouth.h5; "
+            "(2) git clone https://github.com/TimoBolkart/BFM_to_FLAME and put the .h5 file in its "
+            "model/ folder (optionally put "
+            "http://files.is.tue.mpg.de/tbolkart/FLAME/mask_inpainting.npz in its data/ folder); "
+            "(3) in a Python 3.8 environment (its chumpy dependency fails on Python 3.11+): "
+            "pip install numpy==1.19.4 h5py==3.1.0 chumpy==0.70 opencv-python==4.4.0.46; "
+            "(4) run python col_to_tex.py inside BFM_to_FLAME; "
+            "(5) copy output/FLAME_albedo_from_BFM.npz into the data folder."
         ),
     ),
     AssetSpec(
@@ -171,13 +185,50 @@ ASSETS: tuple[AssetSpec, ...] = (
         register_url="https://deca.is.tue.mpg.de",
         missing_effect="no facial displacement map",
         instructions=(
-            "Register at https://flame.is.tue.mpg.de, download deca_model.tar as described in "
-            "https://github.com/yfeng95/DECA (fetch_data.sh) and copy it into the data folder."
+            "Register at https://flame.is.tue.mpg.de and accept the FLAME and DECA licences, then "
+            "download deca_model.tar from the Google Drive file that DECA's fetch_data.sh names "
+            "(https://drive.google.com/file/d/1rp8kdyLPvErw2dTmqtjISRVvQLj6Yzje, e.g. with "
+            "pip install gdown; gdown 1rp8kdyLPvErw2dTmqtjISRVvQLj6Yzje -O deca_model.tar) "
+            "and save it as deca_model.tar in the data folder."
         ),
+        url="https://drive.google.com/file/d/1rp8kdyLPvErw2dTmqtjISRVvQLj6Yzje",
     ),
 )
 
 ASSET_BY_KEY = {spec.key: spec for spec in ASSETS}
+
+
+@dataclass(frozen=True)
+class DownloadSpec:
+    """One file on the MPI download server (``download.php?domain=<domain>&sfile=<sfile>``).
+
+    ``size`` and ``sha256`` are checked after a download where they are known; None means unknown.
+    ``pixie-backend fetch-data`` prints both for every file it downloads, so that a maintainer with
+    the files can fill them in here.
+    """
+
+    domain: str
+    sfile: str
+    size: int | None = None
+    sha256: str | None = None
+
+
+#: The downloadable files. Nobody on the team has downloaded them yet, so sizes and checksums are
+#: unknown (None); sizes are then checked against the server's Content-Length / Content-Range.
+DOWNLOAD_FILES: tuple[DownloadSpec, ...] = (
+    DownloadSpec("smplx", "SMPLX_NEUTRAL_2020.npz"),
+    DownloadSpec("pixie", "pixie_model.tar"),
+    DownloadSpec("pixie", UTILITIES),
+)
+
+#: Members of ``utilities.zip`` that no registry entry lists but that upstream PIXIE's ``data/``
+#: folder has (unpacked too, so that the folder matches upstream's; not checked by ``doctor``).
+UTILITIES_OTHER_MEMBERS: tuple[str, ...] = (
+    "MANO_SMPLX_vertex_ids.pkl",
+    "SMPL-X__FLAME_vertex_ids.npy",
+    "smplx_hand.obj",
+    "SMPL_X_template_FLAME_uv.obj",
+)
 
 
 class MissingAssetError(FileNotFoundError):

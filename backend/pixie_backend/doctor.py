@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from .assets import ASSETS, ENV_DATA_DIR, AssetSpec, DataFolder, Need
@@ -73,3 +74,47 @@ def format_report(folder: DataFolder, rows: list[AssetStatus]) -> str:
         missing = [r.spec.filename for r in rows if r.spec.need is Need.REQUIRED and not r.present]
         lines.append("NOT READY: missing required files: " + ", ".join(missing))
     return "\n".join(lines)
+
+
+#: Version of the ``doctor --json`` document; bump it when a field changes meaning or disappears.
+REPORT_SCHEMA = 1
+
+
+def report_dict(folder: DataFolder, rows: list[AssetStatus]) -> dict[str, Any]:
+    """Machine-readable form of :func:`format_report` (``pixie-backend doctor --json``).
+
+    The Blender add-on reads this instead of looking at file names itself, so that the backend's
+    registry stays the single source of truth.
+    """
+    return {
+        "schema": REPORT_SCHEMA,
+        "data_dir": str(folder.root),
+        "data_dir_env": os.environ.get(ENV_DATA_DIR) or None,
+        "synthetic": folder.is_synthetic,
+        "complete": is_complete(rows, Need.REQUIRED),
+        "texture_complete": is_complete(rows, Need.TEXTURE),
+        "assets": [
+            {
+                "key": r.spec.key,
+                "filename": r.spec.filename,
+                "need": r.spec.need.value,
+                "present": r.present,
+                "size": r.size,
+                "purpose": r.spec.purpose,
+                "licence": r.spec.licence,
+                "licence_url": r.spec.licence_url,
+                "register_url": r.spec.register_url,
+                "download": (
+                    {"domain": r.spec.download[0], "sfile": r.spec.download[1]}
+                    if r.spec.download is not None
+                    else None
+                ),
+                "archive": r.spec.archive,
+                "missing_effect": r.spec.missing_effect,
+                "instructions": r.spec.instructions,
+                "url": r.spec.url,
+            }
+            for r in rows
+        ],
+        "text": format_report(folder, rows),
+    }
