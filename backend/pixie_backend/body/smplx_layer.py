@@ -1,0 +1,203 @@
+"""PIXIE's SMPL-X layer: ``smplx.lbs`` plus PIXIE's 145-keypoint assembly.
+
+* 200 shape (``shapedirs[..., :200]``) + 50 expression (``shapedirs[..., 300:350]``) coefficients,
+  rotation-matrix poses, flat hand mean, identity eyes, no translation.
+* Keypoints (B, 145, 3): the 55 LBS joints, 51 static face landmarks, 17 dynamic contour landmarks
+  (chosen by the head's yaw along the chain pelvis→spine→neck→**head**), 22 extra vertex joints
+  (``smplx_extra_joints.yaml``), then 14 rows overwritten by the J14 regressor.
+
+LBS, landmark interpolation and the contour look-up are the ``smplx`` package's functions.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from smplx.lbs import find_dynamic_lmk_idx_and_bcoords, lbs, vertices2landmarks
+from torch import nn
+
+from .. import constants as C
+
+
+class ModelFileError(ValueError):
+    """A model file exists but does not have the expected content."""
+
+
+@dataclass(frozen=True)
+class SMPLXOutput:
+    """Posed body, PIXIE frame, no camera."""
+
+    vertices: torch.Tensor  #: (B, V, 3)
+    keypoints: torch.Tensor  #: (B, 145, 3) PIXIE layout, J14 override applied
+    landmarks: torch.Tensor  #: (B, 68, 3) 51 static then 17 contour landmarks
+    joints: torch.Tensor  #: (B, 55, 3) posed LBS joints
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays and plain containers only (no arbitrary code)."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
+
+
+def load_pickled_array(path: str | os.PathLike) -> np.ndarray:
+    """Read a pickled numpy array (``SMPLX_to_J14.pkl``) without executing arbitrary code."""
+    data = Path(path).read_bytes()
+    try:
+        obj = _NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except Exception as e:  # noqa: BLE001
+        raise ModelFileError(f"{path} is not a pickled numpy array: {e}") from None
+    if not isinstance(obj, np.ndarray):
+        raise ModelFileError(f"{path} holds a {type(obj).__name__}, expected a numpy array")
+    return obj
+
+
+def load_extra_joints(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """``smplx_extra_joints.yaml`` -> face ids (22,) and barycentrics (22, 3), in file order."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        faces = np.array([int(v["face"]) for v in data.values()], dtype=np.int64)
+        bcs = np.array([[float(b) for b in v["bc"]] for v in data.values()], dtype=np.float32)
+    except Exception as e:  # noqa: BLE001
+        raise ModelFileError(f"{path} is not a valid extra-joints file: {e}") from None
+    if list(data) != list(C.EXTRA_JOINT_NAMES):
+        raise ModelFileError(f"{path}: expected the 22 extra joints {C.EXTRA_JOINT_NAMES}, found {list(data)}")
+    return faces, bcs
+
+
+_NPZ_KEYS = (
+    "v_template", "f", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table",
+    "lmk_faces_idx", "lmk_bary_coords", "dynamic_lmk_faces_idx", "dynamic_lmk_bary_coords",
+)
+
+
+def load_smplx_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays PIXIE reads from ``SMPLX_NEUTRAL_2020.npz``, shape-checked."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in _NPZ_KEYS if k not in z.files]
+            if missing:
+                raise ModelFileError(f"{path} lacks {missing}; is it an SMPL-X .npz model?")
+            arrays = {k: np.asarray(z[k]) for k in _NPZ_KEYS}
+    except ModelFileError:
+        raise
+    except Exception as e:  # noqa: BLE001 - corrupt zip, pickled arrays, ...
+        raise ModelFileError(f"{path} is not a readable SMPL-X .npz file: {e}") from None
+    v = arrays["v_template"].shape[0]
+    need = {
+        "v_template": (v, 3), "shapedirs": (v, 3, None), "posedirs": (v, 3, C.NUM_POSE_BASIS),
+        "J_regressor": (C.NUM_JOINTS, v), "weights": (v, C.NUM_JOINTS), "kintree_table": (2, C.NUM_JOINTS),
+        "lmk_faces_idx": (C.NUM_STATIC_LANDMARKS,), "lmk_bary_coords": (C.NUM_STATIC_LANDMARKS, 3),
+        "dynamic_lmk_faces_idx": (C.NUM_DYNAMIC_LUT_ROWS, C.NUM_CONTOUR_LANDMARKS),
+        "dynamic_lmk_bary_coords": (C.NUM_DYNAMIC_LUT_ROWS, C.NUM_CONTOUR_LANDMARKS, 3),
+    }
+    for key, shape in need.items():
+        got = arrays[key].shape
+        if len(got) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got)):
+            raise ModelFileError(f"{path}: {key} has shape {got}, expected {shape}")
+    if arrays["shapedirs"].shape[2] < C.EXPRESSION_OFFSET + C.NUM_EXPRESSION:
+        raise ModelFileError(
+            f"{path}: shapedirs has {arrays['shapedirs'].shape[2]} components; PIXIE needs the 2020 "
+            "model with 300 shape + 100 expression components (SMPLX_NEUTRAL_2020.npz)"
+        )
+    return arrays
+
+
+class PixieSMPLX(nn.Module):
+    """SMPL-X as PIXIE evaluates it. Buffers only; move with ``.to(device)``."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], extra_faces: np.ndarray, extra_bcs: np.ndarray,
+                 j14: np.ndarray):
+        super().__init__()
+        f32 = torch.float32
+        v = arrays["v_template"].shape[0]
+        if j14.shape != (len(C.J14_NAMES), v):
+            raise ModelFileError(f"J14 regressor has shape {j14.shape}, expected (14, {v})")
+        shapedirs = np.concatenate(
+            [arrays["shapedirs"][:, :, : C.NUM_BETAS],
+             arrays["shapedirs"][:, :, C.EXPRESSION_OFFSET: C.EXPRESSION_OFFSET + C.NUM_EXPRESSION]], axis=2
+        )
+        parents = arrays["kintree_table"][0].astype(np.int64)
+        parents[0] = -1
+        self.register_buffer("v_template", torch.tensor(arrays["v_template"], dtype=f32))
+        self.register_buffer("shapedirs", torch.tensor(shapedirs, dtype=f32))
+        self.register_buffer(
+            "posedirs", torch.tensor(arrays["posedirs"].reshape(-1, C.NUM_POSE_BASIS).T, dtype=f32)
+        )
+        self.register_buffer("J_regressor", torch.tensor(arrays["J_regressor"], dtype=f32))
+        self.register_buffer("parents", torch.tensor(parents))
+        self.register_buffer("lbs_weights", torch.tensor(arrays["weights"], dtype=f32))
+        self.register_buffer("faces", torch.tensor(arrays["f"].astype(np.int64)))
+        self.register_buffer("lmk_faces_idx", torch.tensor(arrays["lmk_faces_idx"].astype(np.int64)))
+        self.register_buffer("lmk_bary_coords", torch.tensor(arrays["lmk_bary_coords"], dtype=f32))
+        self.register_buffer("dyn_lmk_faces_idx", torch.tensor(arrays["dynamic_lmk_faces_idx"].astype(np.int64)))
+        self.register_buffer("dyn_lmk_bary_coords", torch.tensor(arrays["dynamic_lmk_bary_coords"], dtype=f32))
+        self.register_buffer("head_chain", torch.tensor(C.HEAD_CHAIN, dtype=torch.long))
+        self.register_buffer("extra_vertex_ids", torch.tensor(arrays["f"].astype(np.int64)[extra_faces]))
+        self.register_buffer("extra_bcs", torch.tensor(extra_bcs, dtype=f32))
+        self.register_buffer("j14_regressor", torch.tensor(j14, dtype=f32))
+        self.register_buffer("j14_rows", torch.tensor(C.J14_TARGET_ROWS, dtype=torch.long))
+
+    @classmethod
+    def from_files(cls, smplx_npz: str | os.PathLike, extra_joints_yaml: str | os.PathLike,
+                   j14_pkl: str | os.PathLike) -> PixieSMPLX:
+        arrays = load_smplx_npz(smplx_npz)
+        faces, bcs = load_extra_joints(extra_joints_yaml)
+        if faces.max() >= arrays["f"].shape[0]:
+            raise ModelFileError(f"{extra_joints_yaml} refers to triangle {faces.max()}, the model has "
+                                 f"{arrays['f'].shape[0]}: files from different models?")
+        return cls(arrays, faces, bcs, load_pickled_array(j14_pkl).astype(np.float32))
+
+    @property
+    def num_vertices(self) -> int:
+        return self.v_template.shape[0]
+
+    def rest_joints(self, betas: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
+        """Rest-pose joints ``J(betas, expression)``: (B, 55, 3), y-up SMPL-X frame."""
+        coeffs = torch.cat([betas, expression], dim=1)
+        v_shaped = self.v_template + torch.einsum("bl,vkl->bvk", coeffs, self.shapedirs)
+        return torch.einsum("jv,bvk->bjk", self.J_regressor, v_shaped)
+
+    def pose_correctives(self, full_pose: torch.Tensor) -> torch.Tensor:
+        """Pose-corrective offsets (B, V, 3) in the rest frame for rotations (B, 55, 3, 3)."""
+        eye = torch.eye(3, dtype=full_pose.dtype, device=full_pose.device)
+        feature = (full_pose[:, 1:] - eye).reshape(full_pose.shape[0], -1)
+        return (feature @ self.posedirs).reshape(full_pose.shape[0], -1, 3)
+
+    def forward(self, betas: torch.Tensor, expression: torch.Tensor, full_pose: torch.Tensor) -> SMPLXOutput:
+        """
+        Args:
+            betas: (B, 200).
+            expression: (B, 50).
+            full_pose: (B, 55, 3, 3) relative rotations in SMPL-X joint order.
+        """
+        b = betas.shape[0]
+        coeffs = torch.cat([betas, expression], dim=1)
+        verts, joints = lbs(coeffs, full_pose, self.v_template, self.shapedirs, self.posedirs,
+                            self.J_regressor, self.parents, self.lbs_weights, pose2rot=False)
+        dyn_idx, dyn_bary = find_dynamic_lmk_idx_and_bcoords(
+            verts, full_pose, self.dyn_lmk_faces_idx, self.dyn_lmk_bary_coords, self.head_chain, pose2rot=False
+        )
+        lmk_idx = torch.cat([self.lmk_faces_idx.expand(b, -1), dyn_idx], dim=1)
+        lmk_bary = torch.cat([self.lmk_bary_coords.expand(b, -1, -1), dyn_bary], dim=1)
+        landmarks = vertices2landmarks(verts, self.faces, lmk_idx, lmk_bary)
+        extra = (verts[:, self.extra_vertex_ids] * self.extra_bcs[None, :, :, None]).sum(dim=2)
+        keypoints = torch.cat([joints, landmarks, extra], dim=1)
+        j14 = torch.einsum("jv,bvk->bjk", self.j14_regressor, verts)
+        keypoints = keypoints.index_copy(1, self.j14_rows, j14)
+        return SMPLXOutput(vertices=verts, keypoints=keypoints, landmarks=landmarks, joints=joints)

@@ -1,0 +1,85 @@
+"""The one typed configuration tree (frozen dataclasses).
+
+Defaults reproduce the official PIXIE release (upstream ``pixielib/utils/config.py`` and the
+``demo_fit_body.py`` settings). Override with ``dataclasses.replace`` or :func:`PixieConfig.tiny`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+#: How part crops map output pixels to source pixels (``pixie-inference.md`` §6.2).
+#:
+#: * ``"kornia09"`` — kornia >= 0.9.0: ``warp_affine(..., align_corners=False)`` samples the source
+#:   exactly at ``M^-1 · dst`` with pixel centres on integer coordinates.
+#: * ``"kornia_legacy"`` — kornia <= 0.8.x (upstream pins 0.4.0): the homography is normalised with
+#:   the corner-aligned ``2/(size-1)`` rule but the grid is sampled with ``align_corners=False``,
+#:   which shifts samples by up to ~0.4 px at the crop border.
+PartCropConvention = Literal["kornia09", "kornia_legacy"]
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Network widths. The defaults are the released architecture; tests shrink them."""
+
+    hrnet_stem: int = 64  #: stem / layer1 planes (layer1 outputs 4x this)
+    hrnet_widths: tuple[int, int, int, int] = (48, 96, 192, 384)  #: branch channels
+    hrnet_modules: tuple[int, int, int] = (1, 4, 3)  #: modules in stage2, stage3, stage4
+    hrnet_blocks: int = 4  #: blocks per branch (and in layer1)
+    resnet_base: int = 64  #: ResNet-50 stem width (layer widths are 1, 2, 4, 8 x base)
+    resnet_layers: tuple[int, int, int, int] = (3, 4, 6, 3)
+    feature_dim: int = 2048  #: encoder output = extractor width
+    head_conv_layers: int = 5  #: Bottlenecks in the HRNet ExPose head
+    mlp_hidden: int = 1024  #: hidden width of regressors and moderators
+
+    @classmethod
+    def tiny(cls) -> NetConfig:
+        """A width-reduced network with the same module structure and key names (tests)."""
+        return cls(
+            hrnet_stem=4, hrnet_widths=(4, 8, 16, 32), hrnet_modules=(1, 1, 1), hrnet_blocks=1,
+            resnet_base=2, resnet_layers=(1, 1, 1, 1), feature_dim=64, head_conv_layers=1,
+            mlp_hidden=16,
+        )
+
+    @property
+    def is_official(self) -> bool:
+        return self == NetConfig()
+
+
+@dataclass(frozen=True)
+class CropConfig:
+    """Body and part crops (upstream ``TestData`` and ``Cropper``)."""
+
+    body_scale: float = 1.1  #: square side = int(body_scale * max(box w, box h))
+    image_size: int = 224  #: network input
+    hd_size: int = 1024  #: high-resolution body crop that part crops are cut from
+    head_scale: float = 2.0  #: mean of the training range 1.8..2.2
+    hand_scale: float = 2.4  #: mean of the training range 2.2..2.6
+    part_convention: PartCropConvention = "kornia09"
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Moderator and decode options of ``PIXIE.encode``/``decode`` (demo defaults)."""
+
+    hand_threshold: float | None = 0.7  #: part weight > threshold -> trust the hand crop fully
+    keep_local: bool = True  #: expression and fingers from the part crops only
+    copy_and_paste: bool = False  #: always trust part features (not the default)
+    check_pose: bool = True  #: zero implausible relative head rotations
+
+
+@dataclass(frozen=True)
+class PixieConfig:
+    """Everything that changes numbers, plus where to run."""
+
+    net: NetConfig = field(default_factory=NetConfig)
+    crop: CropConfig = field(default_factory=CropConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    device: str = "cpu"
+    precision: Precision = "fp32"  #: bf16/fp16 autocast applies to the encoders on CUDA only
+    channels_last: bool = True  #: memory format for the convolutional encoders
+
+    def with_(self, **changes) -> PixieConfig:
+        return replace(self, **changes)

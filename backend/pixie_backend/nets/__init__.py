@@ -1,0 +1,1 @@
+"""PIXIE's networks, with the module and state-dict names of the official checkpoint."""

@@ -1,0 +1,155 @@
+"""Body and part crops.
+
+Body crop (upstream ``TestData``): a square of side ``int(1.1·max(w, h))`` around the person box
+is resampled bilinearly to 224² and to 1024² (zeros outside the image), exactly like
+``skimage.transform.warp(order=1)`` with the similarity through the square's corners: output
+pixel ``p`` samples the source at ``p·side/(S−1) + corner``, pixel centres on integer
+coordinates. Implemented as a gather from the source array, so a huge photo is never converted
+to float as a whole.
+
+Part crops (upstream ``PIXIE.part_from_body``): squares around the coarse keypoints of the head and
+hands, cut from the 1024² crop to 224² with ``grid_sample``. Which source positions are sampled
+depends on the kornia version the reference outputs were made with; see
+:data:`pixie_backend.config.PartCropConvention`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..config import PartCropConvention
+
+
+def bilinear_square(
+    image: torch.Tensor, center: torch.Tensor, side: torch.Tensor, out_size: int
+) -> torch.Tensor:
+    """Resample a square region of one image.
+
+    Args:
+        image: (H, W, C) uint8 (scaled by 1/255) or float in [0, 1], any device.
+        center: (2,) square centre, image pixels (x, y).
+        side: () square side, image pixels.
+        out_size: output side S.
+
+    Returns:
+        (C, S, S) float32 in [0, 1]; zeros where the square leaves the image.
+    """
+    h, w = image.shape[:2]
+    dev = image.device
+    step = (side / (out_size - 1)).to(torch.float64)
+    corner = (center - side / 2.0).to(torch.float64)
+    grid = torch.arange(out_size, device=dev, dtype=torch.float64) * step
+    xs = (grid + corner[0]).to(torch.float32)
+    ys = (grid + corner[1]).to(torch.float32)
+    x0 = torch.floor(xs)
+    y0 = torch.floor(ys)
+    wx = (xs - x0)[None, :, None]  # (1, S, 1)
+    wy = (ys - y0)[:, None, None]  # (S, 1, 1)
+    x0 = x0.long()
+    y0 = y0.long()
+    scale = 1.0 / 255.0 if image.dtype == torch.uint8 else 1.0
+
+    def tap(yi: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+        vy = (yi >= 0) & (yi < h)
+        vx = (xi >= 0) & (xi < w)
+        pix = image[yi.clamp(0, h - 1)[:, None], xi.clamp(0, w - 1)[None, :]].to(torch.float32)
+        return pix * (vy[:, None, None] & vx[None, :, None])
+
+    top = tap(y0, x0) * (1 - wx) + tap(y0, x0 + 1) * wx
+    bottom = tap(y0 + 1, x0) * (1 - wx) + tap(y0 + 1, x0 + 1) * wx
+    out = top * (1 - wy) + bottom * wy
+    return (out * scale).permute(2, 0, 1).contiguous()
+
+
+def part_square(
+    points_norm: torch.Tensor, hd_size: int, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Square around keypoints (upstream ``points2bbox`` + ``augment_bbox`` without jitter).
+
+    Args:
+        points_norm: (B, N, 2) keypoints in normalised body-crop coordinates.
+        hd_size: side of the HD crop the part is cut from.
+        scale: enlargement of the keypoints' extent (2.0 head, 2.4 hands).
+
+    Returns:
+        center (B, 2) and side (B,) in HD-crop pixels.
+    """
+    px = (points_norm * 0.5 + 0.5) * hd_size
+    lo = px.min(dim=1).values
+    hi = px.max(dim=1).values
+    center = (lo + hi) * 0.5
+    side = (hi - lo).max(dim=1).values * scale
+    return center, side
+
+
+def _legacy_grid(center: torch.Tensor, side: torch.Tensor, in_hw: tuple[int, int], out_size: int) -> torch.Tensor:
+    """kornia <= 0.8 ``warp_affine(align_corners=False)``: corner-aligned normalisation of the
+    pixel homography, grid sampled with ``align_corners=False``."""
+    b = center.shape[0]
+    h, w = in_hw
+    dt = center.dtype
+    k = (out_size - 1) / side  # dst = (src - corner) * k
+    corner = center - side[:, None] / 2.0
+    m = torch.zeros(b, 3, 3, dtype=dt, device=center.device)
+    m[:, 0, 0] = k
+    m[:, 1, 1] = k
+    m[:, :2, 2] = -corner * k[:, None]
+    m[:, 2, 2] = 1.0
+
+    def norm(hh: int, ww: int) -> torch.Tensor:
+        n = torch.eye(3, dtype=dt, device=center.device)
+        n[0, 0], n[1, 1] = 2.0 / (ww - 1), 2.0 / (hh - 1)
+        n[0, 2] = n[1, 2] = -1.0
+        return n
+
+    dst_norm_from_src_norm = norm(out_size, out_size) @ m @ torch.linalg.inv(norm(h, w))
+    theta = torch.linalg.inv(dst_norm_from_src_norm)[:, :2, :]
+    return F.affine_grid(theta, [b, 1, out_size, out_size], align_corners=False)
+
+
+def _kornia09_grid(center: torch.Tensor, side: torch.Tensor, in_hw: tuple[int, int], out_size: int) -> torch.Tensor:
+    """kornia >= 0.9 ``warp_affine(align_corners=False)``: the source is sampled exactly at
+    ``M⁻¹·dst`` with pixel centres on integer coordinates."""
+    h, w = in_hw
+    step = side / (out_size - 1)
+    corner = center - side[:, None] / 2.0
+    base = torch.arange(out_size, dtype=center.dtype, device=center.device)
+    xs = base[None, :] * step[:, None] + corner[:, 0:1]  # (B, S)
+    ys = base[None, :] * step[:, None] + corner[:, 1:2]
+    gx = (2.0 * xs + 1.0) / w - 1.0
+    gy = (2.0 * ys + 1.0) / h - 1.0
+    s = out_size
+    return torch.stack([gx[:, None, :].expand(-1, s, s), gy[:, :, None].expand(-1, s, s)], dim=-1)
+
+
+def crop_parts(
+    image_hd: torch.Tensor,
+    center: torch.Tensor,
+    side: torch.Tensor,
+    out_size: int = 224,
+    convention: PartCropConvention = "kornia09",
+) -> torch.Tensor:
+    """Cut K squares out of each HD body crop, in one ``grid_sample`` call (no copies of the image).
+
+    Args:
+        image_hd: (B, C, H, W).
+        center: (B, K, 2) and side (B, K) in HD pixels.
+        out_size: output side S.
+        convention: pixel convention, see :data:`~pixie_backend.config.PartCropConvention`.
+
+    Returns:
+        (B, K, C, S, S), bilinear, zeros outside.
+    """
+    b, k = side.shape
+    in_hw = (image_hd.shape[-2], image_hd.shape[-1])
+    c64, s64 = center.reshape(b * k, 2).double(), side.reshape(b * k).double()
+    if convention == "kornia09":
+        grid = _kornia09_grid(c64, s64, in_hw, out_size)
+    elif convention == "kornia_legacy":
+        grid = _legacy_grid(c64, s64, in_hw, out_size)
+    else:
+        raise ValueError(f"unknown part-crop convention {convention!r}; use 'kornia09' or 'kornia_legacy'")
+    grid = grid.reshape(b, k * out_size, out_size, 2).to(image_hd.dtype)
+    out = F.grid_sample(image_hd, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.reshape(b, -1, k, out_size, out_size).transpose(1, 2)

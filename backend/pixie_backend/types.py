@@ -1,0 +1,113 @@
+"""Typed, immutable outputs. Rotation matrices are for column vectors and relative to the parent
+joint; everything is in the PIXIE frame (x right, y down, z forward) unless stated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+
+def _map(obj, fn):
+    kwargs = {}
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if torch.is_tensor(v):
+            v = fn(v)
+        elif hasattr(v, "__dataclass_fields__"):
+            v = _map(v, fn)
+        kwargs[f.name] = v
+    return type(obj)(**kwargs)
+
+
+class _TensorDataclass:
+    def to(self, *args, **kwargs):
+        """Copy with every tensor moved/cast like ``Tensor.to``."""
+        return _map(self, lambda t: t.to(*args, **kwargs))
+
+    def detach_cpu(self):
+        return _map(self, lambda t: t.detach().cpu())
+
+    def index(self, idx):
+        """Select batch rows (an int, slice or index tensor)."""
+        if isinstance(idx, int):
+            idx = slice(idx, idx + 1)
+        return _map(self, lambda t: t[idx])
+
+
+@dataclass(frozen=True)
+class RawPrediction(_TensorDataclass):
+    """Regressor outputs before decoding (upstream's ``param_dict['body']``), 6D/Euler encoded."""
+
+    body_cam: torch.Tensor  #: (B, 3)
+    global_pose: torch.Tensor  #: (B, 6)
+    partbody_pose: torch.Tensor  #: (B, 102) 17 joints x 6D
+    neck_pose: torch.Tensor  #: (B, 6)
+    shape: torch.Tensor  #: (B, 200)
+    exp: torch.Tensor  #: (B, 50)
+    head_pose: torch.Tensor  #: (B, 6) absolute
+    jaw_pose: torch.Tensor  #: (B, 3) Euler x-y-z, radians
+    left_wrist_pose: torch.Tensor  #: (B, 6) absolute, right-hand frame (flipped back in decode)
+    left_hand_pose: torch.Tensor  #: (B, 90) right-hand frame
+    right_wrist_pose: torch.Tensor  #: (B, 6) absolute
+    right_hand_pose: torch.Tensor  #: (B, 90)
+    tex: torch.Tensor | None = None  #: (B, 50), from the head crop
+    light: torch.Tensor | None = None  #: (B, 27), from the head crop
+
+
+@dataclass(frozen=True)
+class PartCrops(_TensorDataclass):
+    """The crops the part experts saw, and where they were cut from the 1024² HD body crop."""
+
+    head: torch.Tensor  #: (B, 3, 224, 224)
+    left_hand: torch.Tensor  #: (B, 3, 224, 224) as cut (not flipped)
+    right_hand: torch.Tensor  #: (B, 3, 224, 224)
+    centers: torch.Tensor  #: (B, 3, 2) head, left, right; HD pixels
+    sides: torch.Tensor  #: (B, 3) HD pixels
+
+
+@dataclass(frozen=True)
+class PixieParams(_TensorDataclass):
+    """Decoded SMPL-X parameters in the ``smplx`` package's vocabulary (``SMPLXLayer`` shapes)."""
+
+    betas: torch.Tensor  #: (B, 200)
+    expression: torch.Tensor  #: (B, 50)
+    global_orient: torch.Tensor  #: (B, 1, 3, 3) includes PIXIE's ~180° X flip (y-down frame)
+    body_pose: torch.Tensor  #: (B, 21, 3, 3) relative
+    jaw_pose: torch.Tensor  #: (B, 1, 3, 3)
+    left_hand_pose: torch.Tensor  #: (B, 15, 3, 3) flat hand mean
+    right_hand_pose: torch.Tensor  #: (B, 15, 3, 3)
+    cam: torch.Tensor  #: (B, 3) weak perspective [s, tx, ty]
+    abs_head_pose: torch.Tensor  #: (B, 1, 3, 3) the regressor's absolute head rotation
+    abs_left_wrist_pose: torch.Tensor  #: (B, 1, 3, 3) absolute, as regressed (right-hand frame)
+    abs_right_wrist_pose: torch.Tensor  #: (B, 1, 3, 3) absolute
+    tex: torch.Tensor | None = None  #: (B, 50) albedo coefficients
+    light: torch.Tensor | None = None  #: (B, 9, 3) SH lighting
+
+    @property
+    def batch_size(self) -> int:
+        return self.betas.shape[0]
+
+    def full_pose(self) -> torch.Tensor:
+        """(B, 55, 3, 3): global, body, jaw, eyes (identity), left hand, right hand."""
+        eye = torch.eye(3, dtype=self.body_pose.dtype, device=self.body_pose.device)
+        eyes = eye.expand(self.batch_size, 2, 3, 3)
+        return torch.cat(
+            [self.global_orient, self.body_pose, self.jaw_pose, eyes, self.left_hand_pose, self.right_hand_pose],
+            dim=1,
+        )
+
+
+@dataclass(frozen=True)
+class PixieOutput(_TensorDataclass):
+    """Everything ``decode`` produces for a batch of body crops."""
+
+    params: PixieParams
+    vertices: torch.Tensor  #: (B, V, 3) model space, no camera
+    keypoints3d: torch.Tensor  #: (B, 145, 3) upstream ``smplx_kpt3d``/``joints``
+    keypoints2d: torch.Tensor  #: (B, 145, 2) upstream ``smplx_kpt``: normalised body-crop coordinates
+    face_keypoints2d: torch.Tensor  #: (B, 68, 2) contour first, as upstream ``face_kpt``
+    transformed_vertices: torch.Tensor  #: (B, V, 3) weak-perspective projected vertices
+    moderator_weights: torch.Tensor | None = None  #: (B, 3, 2) head, left, right x [body, part]
+    crops: PartCrops | None = None
+    raw: RawPrediction | None = None
