@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from .assets import ASSETS, ENV_DATA_DIR, AssetSpec, DataFolder, Need
 
