@@ -41,6 +41,7 @@ __all__ = [
     "PixieFormatError",
     "ResultData",
     "find_package",
+    "find_package_by_hash",
     "package_cache_path",
     "package_content_sha256",
     "read_package",
@@ -494,15 +495,19 @@ def package_cache_path(cache_dir: str | os.PathLike, content_sha256: str) -> Pat
     return Path(cache_dir) / "packages" / f"{content_sha256}.npz"
 
 
-def find_package(result: ResultData, cache_dirs: Iterable[str | os.PathLike] = ()) -> PackageData:
-    """Find and validate the model package of ``result``: next to the result file (by the header's
-    file name, then any ``smplx_package_<hash12>*.npz``), then in each cache directory."""
-    want = result.package_sha256
-    here = result.path.parent
+def find_package_by_hash(want: str, directories: Iterable[str | os.PathLike] = (),
+                         cache_dirs: Iterable[str | os.PathLike] = (),
+                         file_name: str | None = None, context: str = "") -> PackageData:
+    """Find and validate the model package with content hash ``want``: in each of
+    ``directories`` (by ``file_name``, then any ``smplx_package_<hash12>*.npz``), then in each
+    cache directory."""
     candidates: list[Path] = []
-    if result.package_file:
-        candidates.append(here / Path(result.package_file).name)
-    candidates.extend(sorted(here.glob(f"smplx_package_{want[:12]}*.npz")))
+    for d in directories:
+        d = Path(d)
+        if file_name:
+            candidates.append(d / Path(file_name).name)
+        if d.is_dir():
+            candidates.extend(sorted(d.glob(f"smplx_package_{want[:12]}*.npz")))
     for cache in cache_dirs:
         candidates.append(package_cache_path(cache, want))
     seen: set[Path] = set()
@@ -515,9 +520,16 @@ def find_package(result: ResultData, cache_dirs: Iterable[str | os.PathLike] = (
         if pkg.content_sha256 == want:
             return pkg
         mismatched.append(f"{cand.name} (hash {pkg.content_sha256[:12]})")
-    msg = (f"{result.path.name}: model package smplx_package_{want[:12]}.npz not found next to the "
+    msg = (f"{context}model package smplx_package_{want[:12]}.npz not found next to the "
            f"result nor in the add-on cache")
     if mismatched:
         msg += f"; found only other packages: {', '.join(mismatched)}"
     msg += ". Copy the package written by the backend next to the result file."
     raise PackageNotFoundError(msg)
+
+
+def find_package(result: ResultData, cache_dirs: Iterable[str | os.PathLike] = ()) -> PackageData:
+    """Find and validate the model package of ``result``: next to the result file (by the header's
+    file name, then any ``smplx_package_<hash12>*.npz``), then in each cache directory."""
+    return find_package_by_hash(result.package_sha256, [result.path.parent], cache_dirs,
+                                file_name=result.package_file, context=f"{result.path.name}: ")

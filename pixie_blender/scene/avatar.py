@@ -51,17 +51,18 @@ class BuildReport:
     warnings: list[str] = field(default_factory=list)
     template_built: bool = False
     seconds: float = 0.0
+    right_edge: float = 0.0  # largest x (world) of the avatars built, for placing the next file
 
 
 _ID_COLLECTIONS = ("objects", "meshes", "armatures", "materials", "images", "cameras",
                    "collections", "libraries", "actions", "shape_keys", "node_groups", "textures")
 
 
-def _snapshot() -> dict[str, set[int]]:
+def snapshot_ids() -> dict[str, set[int]]:
     return {a: {i.as_pointer() for i in getattr(bpy.data, a)} for a in _ID_COLLECTIONS}
 
 
-def _rollback(snap: dict[str, set[int]]) -> None:
+def rollback_ids(snap: dict[str, set[int]]) -> None:
     new = []
     for a in _ID_COLLECTIONS:
         for i in getattr(bpy.data, a):
@@ -132,7 +133,11 @@ def _set_metadata(ob: bpy.types.Object, md: dict) -> None:
         ob[k] = v
 
 
-def build_from_prepared(context, prep: PreparedImport, options: ImportOptions) -> BuildReport:
+def build_from_prepared(context, prep: PreparedImport, options: ImportOptions,
+                        right_of: float | None = None) -> BuildReport:
+    """Build the avatars of one prepared result. The first avatar's pelvis stands at
+    ``options.location`` (default: the 3D cursor), or, with ``right_of``, the group starts
+    ``options.gap`` to the right of that x."""
     t0 = time.perf_counter()
     report = BuildReport()
     plans = prep.plans
@@ -141,6 +146,11 @@ def build_from_prepared(context, prep: PreparedImport, options: ImportOptions) -
     offsets = body_model.layout_offsets(plans, gap=options.gap, ground=options.place_on_ground)
     origin = np.array(options.location if options.location is not None
                       else tuple(context.scene.cursor.location), dtype=np.float64)
+    left = min(off[0] + p.extent_x[0] for off, p in zip(offsets, plans))
+    right = max(off[0] + p.extent_x[1] for off, p in zip(offsets, plans))
+    if right_of is not None:
+        origin[0] = right_of + options.gap - left
+    report.right_edge = float(origin[0] + right)
     image_path = prep.result.find_source_image() if options.add_camera else None
     if options.add_camera and image_path is None:
         report.warnings.append(f"source photo {prep.result.source.get('path')!r} not found; "
@@ -148,7 +158,7 @@ def build_from_prepared(context, prep: PreparedImport, options: ImportOptions) -
     num_shape = prep.package.num_betas if options.num_shape_keys is None else min(
         options.num_shape_keys, prep.package.num_betas)
 
-    snap = _snapshot()
+    snap = snapshot_ids()
     try:
         armature.ensure_object_mode(context)
         coll = _import_collection(context, prep.result.source_name)
@@ -206,7 +216,7 @@ def build_from_prepared(context, prep: PreparedImport, options: ImportOptions) -
         view_layer.objects.active = report.rigs[0]
         view_layer.update()
     except BaseException:
-        _rollback(snap)
+        rollback_ids(snap)
         raise
 
     if prep.cache_dir is not None:
@@ -218,6 +228,35 @@ def build_from_prepared(context, prep: PreparedImport, options: ImportOptions) -
             report.warnings.append(f"model package not cached: {exc}")
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def build_many(context, result_paths, options: ImportOptions | None = None) -> BuildReport:
+    """Import several result files side by side, all or nothing: every file is validated before
+    anything is built, and a failure while building removes what the earlier files built."""
+    options = options or ImportOptions()
+    t0 = time.perf_counter()
+    preps = [prepare(p, options) for p in result_paths]
+    total = BuildReport()
+    snap = snapshot_ids()
+    try:
+        right = None
+        for prep in preps:
+            rep = build_from_prepared(context, prep, options, right_of=right)
+            right = rep.right_edge
+            total.rigs += rep.rigs
+            total.warnings += rep.warnings
+            total.template_built |= rep.template_built
+    except BaseException:
+        rollback_ids(snap)
+        raise
+    view_layer = context.view_layer
+    for arm_ob in total.rigs:
+        arm_ob.select_set(True, view_layer=view_layer)
+    if total.rigs:
+        view_layer.objects.active = total.rigs[0]
+    total.right_edge = right or 0.0
+    total.seconds = time.perf_counter() - t0
+    return total
 
 
 def build_avatars(context, result_path: str | os.PathLike, options: ImportOptions | None = None) -> list:

@@ -1,0 +1,546 @@
+"""Drive ``pixie-backend doctor --json`` and ``pixie-backend fetch-data`` from the add-on.
+
+Standard library only (no ``bpy``), so it is unit-tested in plain Python. The add-on never
+imports ``pixie_backend``: it runs ``[backend_python, "-m", "pixie_backend", ...]`` as a child
+process (no shell), reads JSON lines from its stdout on a reader thread into a queue, and the
+Blender side drains the queue from a modal timer (:meth:`FetchJob.poll`).
+
+Credentials: :meth:`FetchJob.start` writes them once, as one JSON line, to the child's stdin and
+keeps no reference to them; stdin then stays open so that :meth:`FetchJob.cancel` can send a
+``cancel`` line (a clean stop on every platform), escalating to ``terminate()``/``kill()`` when the
+child does not stop. Nothing here stores, logs or prints a password; the child's stderr is kept
+only as a short tail for error messages (the backend itself never prints passwords).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import queue
+import subprocess
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: The ``fetch-data --json-progress`` protocol this client understands.
+PROTOCOL = 1
+#: The ``doctor --json`` schema this client understands.
+DOCTOR_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    key: str
+    label: str
+    site: str
+    licence_url: str
+
+
+#: Shown even when the backend cannot be asked (same values as the backend's registry).
+ACCOUNTS: dict[str, AccountInfo] = {
+    "smplx": AccountInfo(
+        "smplx", "SMPL-X", "https://smpl-x.is.tue.mpg.de", "https://smpl-x.is.tue.mpg.de/modellicense.html"
+    ),
+    "pixie": AccountInfo(
+        "pixie", "PIXIE", "https://pixie.is.tue.mpg.de", "https://pixie.is.tue.mpg.de/license.html"
+    ),
+}
+
+
+class BackendError(Exception):
+    """The backend could not be run or gave an answer this client cannot read."""
+
+
+def backend_command(backend_python: str | os.PathLike, *args: str) -> list[str]:
+    return [str(backend_python), "-m", "pixie_backend", *args]
+
+
+def _child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONHOME", None)  # Blender's, if set, is wrong for another interpreter
+    env["PYTHONIOENCODING"] = "utf-8"
+    env["PYTHONUNBUFFERED"] = "1"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _popen_kwargs() -> dict[str, Any]:
+    kw: dict[str, Any] = {"encoding": "utf-8", "errors": "replace"}
+    if os.name == "nt":
+        kw["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0)
+    return kw
+
+
+def check_backend_python(backend_python: str | os.PathLike | None) -> Path:
+    """The interpreter as a Path, or :class:`BackendError` saying what to set."""
+    if not backend_python or not str(backend_python).strip():
+        raise BackendError(
+            "Set the backend Python in the add-on preferences: the python executable of the "
+            "environment where pixie-backend is installed (e.g. .venv/bin/python or "
+            ".venv\\Scripts\\python.exe)."
+        )
+    path = Path(str(backend_python)).expanduser()
+    if not path.is_file():
+        raise BackendError(f"The backend Python {path} does not exist.")
+    return path
+
+
+def _explain_failure(stderr: str, returncode: int | None) -> str:
+    tail = stderr.strip().splitlines()[-3:] if stderr.strip() else []
+    if any("No module named pixie_backend" in line for line in tail):
+        return (
+            "pixie-backend is not installed in that Python environment "
+            "(pip install pixie-blender, or choose the right interpreter)."
+        )
+    text = " / ".join(tail) if tail else f"exit code {returncode}"
+    return f"The backend failed: {text}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Data-folder status (doctor --json)
+
+
+@dataclass(frozen=True)
+class AssetRow:
+    key: str
+    filename: str
+    need: str  #: "required" | "texture" | "optional"
+    present: bool
+    size: int | None
+    purpose: str
+    licence: str
+    licence_url: str
+    register_url: str
+    domain: str | None  #: download domain (= account key), None for manual files
+    archive: str | None
+    missing_effect: str
+    instructions: str
+    url: str | None
+    commands: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DataStatus:
+    data_dir: str
+    complete: bool
+    texture_complete: bool
+    synthetic: bool
+    assets: tuple[AssetRow, ...]
+    text: str
+
+    @classmethod
+    def from_doctor(cls, doc: Mapping[str, Any]) -> DataStatus:
+        if not isinstance(doc, Mapping) or doc.get("schema") != DOCTOR_SCHEMA:
+            raise BackendError(
+                f"unsupported doctor report (schema {doc.get('schema') if isinstance(doc, Mapping) else None!r}, "
+                f"expected {DOCTOR_SCHEMA}): update the backend or the add-on"
+            )
+        rows = []
+        for a in doc["assets"]:
+            dl = a.get("download") or None
+            rows.append(
+                AssetRow(
+                    key=a["key"],
+                    filename=a["filename"],
+                    need=a["need"],
+                    present=bool(a["present"]),
+                    size=a.get("size"),
+                    purpose=a.get("purpose", ""),
+                    licence=a.get("licence", ""),
+                    licence_url=a.get("licence_url", ""),
+                    register_url=a.get("register_url", ""),
+                    domain=dl["domain"] if dl else None,
+                    archive=a.get("archive"),
+                    missing_effect=a.get("missing_effect", ""),
+                    instructions=a.get("instructions", ""),
+                    url=a.get("url"),
+                    commands=tuple(a.get("commands") or ()),
+                )
+            )
+        return cls(
+            data_dir=doc["data_dir"],
+            complete=bool(doc["complete"]),
+            texture_complete=bool(doc["texture_complete"]),
+            synthetic=bool(doc.get("synthetic")),
+            assets=tuple(rows),
+            text=doc.get("text", ""),
+        )
+
+    def missing_downloadable(self) -> list[AssetRow]:
+        return [a for a in self.assets if not a.present and a.domain is not None]
+
+    def missing_manual(self) -> list[AssetRow]:
+        return [a for a in self.assets if not a.present and a.domain is None]
+
+    def accounts_needed(self) -> list[str]:
+        """Account keys whose files are missing, in a stable order."""
+        needed = {a.domain for a in self.missing_downloadable()}
+        return [k for k in ACCOUNTS if k in needed]
+
+    def licences(self) -> list[tuple[str, str, str]]:
+        """(label, licence url, registration url) of the downloadable files' licences."""
+        out = []
+        for key, acc in ACCOUNTS.items():
+            rows = [a for a in self.assets if a.domain == key]
+            url = rows[0].licence_url if rows else acc.licence_url
+            site = rows[0].register_url if rows else acc.site
+            out.append((acc.label, url, site))
+        return out
+
+
+def run_doctor(
+    backend_python: str | os.PathLike | None,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    timeout: float = 30.0,
+    env: Mapping[str, str] | None = None,
+) -> DataStatus:
+    """Runs ``doctor --json`` (blocking, a fraction of a second) and parses its report."""
+    python = check_backend_python(backend_python)
+    args = ["doctor", "--json"]
+    if data_dir:
+        args += ["--data-dir", str(data_dir)]
+    try:
+        proc = subprocess.run(
+            backend_command(python, *args),
+            capture_output=True,
+            timeout=timeout,
+            env=_child_env(env),
+            stdin=subprocess.DEVNULL,
+            **_popen_kwargs(),
+        )
+    except subprocess.TimeoutExpired:
+        raise BackendError(f"The backend did not answer within {timeout:.0f} s.") from None
+    except OSError as exc:
+        raise BackendError(f"Cannot run the backend Python {python}: {exc.strerror or exc}") from None
+    try:
+        doc = json.loads(proc.stdout)
+    except ValueError:
+        raise BackendError(_explain_failure(proc.stderr, proc.returncode)) from None
+    return DataStatus.from_doctor(doc)
+
+
+class DoctorProbe:
+    """:func:`run_doctor` on a background thread (so that drawing never waits for it)."""
+
+    def __init__(self, backend_python, data_dir=None, *, env: Mapping[str, str] | None = None):
+        self.key = (str(backend_python or ""), str(data_dir or ""))
+        self.result: DataStatus | None = None
+        self.error: str | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(backend_python, data_dir, env), name="pixie-doctor", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, backend_python, data_dir, env) -> None:
+        try:
+            self.result = run_doctor(backend_python, data_dir, env=env)
+        except BackendError as exc:
+            self.error = str(exc)
+        except Exception as exc:  # never let a thread die silently
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._done.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+
+# --------------------------------------------------------------------------------------------------
+# Downloads (fetch-data --json-progress --credentials-stdin)
+
+
+def _human(n: int | None) -> str:
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+@dataclass
+class FetchProgress:
+    """What the UI shows; updated from the events by :meth:`FetchJob.poll`."""
+
+    state: str = "starting"  #: starting | running | done | failed | cancelled
+    file: str = ""
+    index: int = 0
+    count: int = 0
+    done: int = 0
+    total: int | None = None
+    text: str = "Starting the backend…"
+    endpoint_label: str = ""
+    official_endpoint: bool = True
+    log: collections.deque = field(default_factory=lambda: collections.deque(maxlen=50))
+    error_kind: str | None = None
+    error_message: str | None = None
+    exit_code: int | None = None
+    status: DataStatus | None = None
+
+    @property
+    def fraction(self) -> float:
+        """Overall progress 0..1: finished files plus the current file's share."""
+        if self.state == "done":
+            return 1.0
+        if not self.count:
+            return 0.0
+        current = (self.done / self.total) if self.total else 0.0
+        return max(0.0, min(1.0, (self.index - 1 + current) / self.count)) if self.index else 0.0
+
+
+class FetchJob:
+    """One ``fetch-data`` child process.
+
+    Args:
+        backend_python: interpreter of the backend environment.
+        data_dir: data folder, or None for the backend's default.
+        only: account keys to restrict to (``--only``).
+        env: extra environment for the child (tests point ``PIXIE_DOWNLOAD_ENDPOINT`` here).
+    """
+
+    CANCEL_GRACE = 5.0
+
+    def __init__(
+        self,
+        backend_python: str | os.PathLike | None,
+        data_dir: str | os.PathLike | None = None,
+        *,
+        only: list[str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ):
+        self.python = check_backend_python(backend_python)
+        self.data_dir = str(data_dir) if data_dir else None
+        self.only = list(only or [])
+        self.env = dict(env or {})
+        self.progress = FetchProgress()
+        self.proc: subprocess.Popen | None = None
+        self._events: queue.Queue = queue.Queue()
+        self._stderr_tail: collections.deque = collections.deque(maxlen=40)
+        self._threads: list[threading.Thread] = []
+        self._stdout_closed = threading.Event()
+        self._cancel_at: float | None = None
+        self._finished = False
+
+    def command(self) -> list[str]:
+        args = ["fetch-data", "--json-progress", "--credentials-stdin", "--accept-licences"]
+        if self.data_dir:
+            args += ["--data-dir", self.data_dir]
+        for key in self.only:
+            args += ["--only", key]
+        return backend_command(self.python, *args)
+
+    def start(self, credentials: Mapping[str, tuple[str, str]]) -> None:
+        """Starts the child and hands it ``{account: (username, password)}`` over stdin.
+
+        The caller should drop its own references to the passwords afterwards; this object
+        keeps none.
+        """
+        if self.proc is not None:
+            raise RuntimeError("job already started")
+        try:
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=_child_env(self.env),
+                **_popen_kwargs(),
+            )
+        except OSError as exc:
+            raise BackendError(f"Cannot run the backend Python {self.python}: {exc.strerror or exc}") from None
+        for target, stream in ((self._read_stdout, self.proc.stdout), (self._read_stderr, self.proc.stderr)):
+            t = threading.Thread(target=target, args=(stream,), daemon=True, name="pixie-fetch-reader")
+            t.start()
+            self._threads.append(t)
+        document = {k: {"username": u, "password": p} for k, (u, p) in credentials.items()}
+        try:
+            self.proc.stdin.write(json.dumps(document) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass  # the child died at once; poll() reports its stderr
+        finally:
+            document.clear()
+        self.progress.state = "running"
+
+    # -- reader threads (no bpy here)
+
+    def _read_stdout(self, stream) -> None:
+        try:
+            for line in stream:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    event = {"event": "message", "level": "info", "text": line[:500]}
+                if isinstance(event, dict) and "event" in event:
+                    self._events.put(event)
+        except (OSError, ValueError):
+            pass
+        finally:
+            self._stdout_closed.set()
+
+    def _read_stderr(self, stream) -> None:
+        try:
+            for line in stream:
+                self._stderr_tail.append(line.rstrip()[:500])
+        except (OSError, ValueError):
+            pass
+
+    # -- main-thread API
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def poll(self) -> list[dict]:
+        """Drains the events received so far and updates :attr:`progress`; call it often."""
+        events = []
+        while True:
+            try:
+                events.append(self._events.get_nowait())
+            except queue.Empty:
+                break
+        for ev in events:
+            self._apply(ev)
+        if self.proc is not None and not self._finished:
+            self._check_cancel_escalation()
+            if self._stdout_closed.is_set() and self._events.empty() and self.proc.poll() is not None:
+                self._finish(self.proc.returncode)
+        return events
+
+    def wait(self, timeout: float = 60.0, interval: float = 0.05) -> FetchProgress:
+        """Blocking loop for headless use and tests (what the modal timer does, in a loop)."""
+        deadline = time.monotonic() + timeout
+        while not self.finished:
+            self.poll()
+            if time.monotonic() > deadline:
+                self.cancel()
+                raise TimeoutError("fetch-data did not finish in time")
+            time.sleep(interval)
+        return self.progress
+
+    def cancel(self) -> None:
+        """Asks the child to stop (clean exit, partial downloads kept for a later resume)."""
+        if self.proc is None or self._finished or self._cancel_at is not None:
+            return
+        self._cancel_at = time.monotonic()
+        self.progress.text = "Cancelling…"
+        try:
+            self.proc.stdin.write("cancel\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+    def _check_cancel_escalation(self) -> None:
+        if self._cancel_at is None or self.proc.poll() is not None:
+            return
+        waited = time.monotonic() - self._cancel_at
+        if waited > 2 * self.CANCEL_GRACE:
+            self.proc.kill()
+        elif waited > self.CANCEL_GRACE:
+            self.proc.terminate()
+
+    def close(self) -> None:
+        """Closes pipes; kills a child that still runs (e.g. the add-on is being disabled)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+
+    def _finish(self, code: int | None) -> None:
+        self._finished = True
+        p = self.progress
+        p.exit_code = code
+        try:
+            self.proc.stdin.close()
+        except (OSError, ValueError):
+            pass
+        if p.error_kind == "cancelled" or (self._cancel_at is not None and code not in (0, 1)):
+            p.state = "cancelled"
+            p.text = "Cancelled; partial downloads are kept and resumed next time."
+            p.error_kind = p.error_kind or "cancelled"
+        elif p.error_kind is not None:
+            p.state = "failed"
+            p.text = f"Failed: {p.error_message}"
+        elif code in (0, 1):
+            p.state = "done"
+            if p.status is not None and p.status.complete:
+                p.text = "All required model files are present."
+            else:
+                p.text = "Finished; some required files are still missing (see the list)."
+        else:
+            p.state = "failed"
+            p.error_kind = "backend"
+            p.error_message = _explain_failure("\n".join(self._stderr_tail), code)
+            p.text = f"Failed: {p.error_message}"
+
+    def _apply(self, ev: dict) -> None:
+        p = self.progress
+        kind = ev.get("event")
+        if kind == "start":
+            if ev.get("protocol") != PROTOCOL:
+                p.log.append(f"warning: backend protocol {ev.get('protocol')}, add-on expects {PROTOCOL}")
+            p.endpoint_label = ev.get("endpoint_label", "")
+            p.official_endpoint = bool(ev.get("official_endpoint", True))
+            p.text = "Checking the data folder…"
+            if not p.official_endpoint:
+                p.log.append(f"Using {p.endpoint_label}")
+        elif kind == "plan":
+            p.count = len(ev.get("downloads", []))
+            p.text = f"{p.count} file(s) to get" if p.count else "Nothing to download."
+        elif kind == "file_start":
+            p.file, p.index, p.count = ev["file"], ev["index"], ev["count"]
+            p.done, p.total = ev.get("offset", 0), ev.get("total")
+            resume = f", resuming at {_human(p.done)}" if p.done else ""
+            p.log.append(f"Downloading {p.file} ({_human(p.total)}) from {ev.get('source', '')}{resume}")
+            self._progress_text()
+        elif kind == "progress":
+            p.done, p.total = ev["done"], ev.get("total")
+            self._progress_text()
+        elif kind == "file_done":
+            p.log.append(f"Saved {ev['file']} ({_human(ev.get('size'))})")
+        elif kind == "retry":
+            p.log.append(f"{ev.get('reason', '')} Retrying in {ev.get('delay', 0):.0f} s.")
+        elif kind == "extract":
+            p.text = f"Unpacked {ev.get('archive')}"
+            p.log.append(f"Unpacked from {ev.get('archive')}: {', '.join(ev.get('written', [])) or 'nothing new'}")
+        elif kind in ("message", "skip"):
+            p.log.append(ev.get("text") or f"{ev.get('file')}: {ev.get('reason')}")
+        elif kind == "error":
+            p.error_kind = ev.get("kind")
+            p.error_message = ev.get("message")
+            p.log.append(f"Error: {p.error_message}")
+        elif kind == "report":
+            try:
+                p.status = DataStatus.from_doctor(ev["doctor"])
+            except (BackendError, KeyError, TypeError):
+                pass
+
+    def _progress_text(self) -> None:
+        p = self.progress
+        p.text = f"{p.file}: {_human(p.done)} of {_human(p.total)} ({p.index}/{p.count})"

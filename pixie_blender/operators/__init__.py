@@ -1,0 +1,1 @@
+"""Operators (``PIXIE_OT_*``)."""

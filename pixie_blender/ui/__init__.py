@@ -1,0 +1,1 @@
+"""Panels, menus and the drag-and-drop file handler."""
