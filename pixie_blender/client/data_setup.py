@@ -135,10 +135,11 @@ class DataStatus:
 
     @classmethod
     def from_doctor(cls, doc: Mapping[str, Any]) -> DataStatus:
-        if not isinstance(doc, Mapping) or doc.get("schema") != DOCTOR_SCHEMA:
+        schema = doc.get("schema") if isinstance(doc, Mapping) else None
+        if schema != DOCTOR_SCHEMA:
             raise BackendError(
-                f"unsupported doctor report (schema {doc.get('schema') if isinstance(doc, Mapping) else None!r}, "
-                f"expected {DOCTOR_SCHEMA}): update the backend or the add-on"
+                f"unsupported doctor report (schema {schema!r}, expected {DOCTOR_SCHEMA}): "
+                "update the backend or the add-on"
             )
         rows = []
         for a in doc["assets"]:
@@ -333,6 +334,7 @@ class FetchJob:
         self._stdout_closed = threading.Event()
         self._cancel_at: float | None = None
         self._finished = False
+        self._got_done = False
 
     def command(self) -> list[str]:
         args = ["fetch-data", "--json-progress", "--credentials-stdin", "--accept-licences"]
@@ -360,7 +362,9 @@ class FetchJob:
                 **_popen_kwargs(),
             )
         except OSError as exc:
-            raise BackendError(f"Cannot run the backend Python {self.python}: {exc.strerror or exc}") from None
+            raise BackendError(
+                f"Cannot run the backend Python {self.python}: {exc.strerror or exc}"
+            ) from None
         for target, stream in ((self._read_stdout, self.proc.stdout), (self._read_stderr, self.proc.stderr)):
             t = threading.Thread(target=target, args=(stream,), daemon=True, name="pixie-fetch-reader")
             t.start()
@@ -487,7 +491,7 @@ class FetchJob:
         elif p.error_kind is not None:
             p.state = "failed"
             p.text = f"Failed: {p.error_message}"
-        elif code in (0, 1):
+        elif code in (0, 1) and self._got_done:
             p.state = "done"
             if p.status is not None and p.status.complete:
                 p.text = "All required model files are present."
@@ -528,13 +532,16 @@ class FetchJob:
             p.log.append(f"{ev.get('reason', '')} Retrying in {ev.get('delay', 0):.0f} s.")
         elif kind == "extract":
             p.text = f"Unpacked {ev.get('archive')}"
-            p.log.append(f"Unpacked from {ev.get('archive')}: {', '.join(ev.get('written', [])) or 'nothing new'}")
+            written = ", ".join(ev.get("written", [])) or "nothing new"
+            p.log.append(f"Unpacked from {ev.get('archive')}: {written}")
         elif kind in ("message", "skip"):
             p.log.append(ev.get("text") or f"{ev.get('file')}: {ev.get('reason')}")
         elif kind == "error":
             p.error_kind = ev.get("kind")
             p.error_message = ev.get("message")
             p.log.append(f"Error: {p.error_message}")
+        elif kind == "done":
+            self._got_done = True
         elif kind == "report":
             try:
                 p.status = DataStatus.from_doctor(ev["doctor"])

@@ -188,7 +188,8 @@ def build_from_prepared(context, prep: PreparedImport, options: ImportOptions,
             if options.pose_correctives == "BAKED" and plan.pose_correctives is not None:
                 shape_keys.set_baked_correctives(body, plan.pose_correctives)
             arm_ob.location = tuple(origin + off)
-            mat = materials.create_material(f"{plan.name}_skin", plan.albedo_uv, plan.displacement_uv)
+            mat = materials.create_material(f"{plan.name}_skin", plan.albedo_uv, plan.displacement_uv,
+                                            image_prefix=plan.name)
             body.data.materials.clear()
             body.data.materials.append(mat)
             md = dict(plan.metadata)

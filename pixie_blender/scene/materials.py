@@ -33,7 +33,11 @@ def _node(nodes, type_name: str, location: tuple[float, float]):
 
 
 def create_material(name: str, albedo_uv: np.ndarray | None = None,
-                    displacement_uv: np.ndarray | None = None) -> bpy.types.Material:
+                    displacement_uv: np.ndarray | None = None, image_prefix: str | None = None) -> bpy.types.Material:
+    """Principled BSDF (skin tone), Base Color from ``albedo_uv`` and a Displacement node fed by
+    ``displacement_uv`` (metres, midlevel 0) when given; images ``<prefix>_albedo`` and
+    ``<prefix>_displacement`` are packed into the .blend."""
+    prefix = image_prefix or name
     mat = bpy.data.materials.new(name)
     if bpy.app.version < (5, 0, 0):
         mat.use_nodes = True  # deprecated (and already on) in 5.0
@@ -55,13 +59,13 @@ def create_material(name: str, albedo_uv: np.ndarray | None = None,
     if albedo_uv is not None:
         tex = _node(nodes, "ShaderNodeTexImage", (-400, 100))
         tex.name = tex.label = "Albedo"
-        tex.image = _image(f"{name}_albedo", albedo_uv, is_data=False)
+        tex.image = _image(f"{prefix}_albedo", albedo_uv, is_data=False)
         links.new(uv.outputs["UV"], tex.inputs["Vector"])
         links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
     if displacement_uv is not None:
         tex = _node(nodes, "ShaderNodeTexImage", (-400, -300))
         tex.name = tex.label = "Displacement map"
-        tex.image = _image(f"{name}_displacement", displacement_uv, is_data=True)
+        tex.image = _image(f"{prefix}_displacement", displacement_uv, is_data=True)
         tex.interpolation = "Linear"
         links.new(uv.outputs["UV"], tex.inputs["Vector"])
         disp = _node(nodes, "ShaderNodeDisplacement", (0, -350))
