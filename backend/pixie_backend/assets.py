@@ -315,6 +315,20 @@ class DataFolder:
         """True if the folder was written by ``make-synthetic`` (not a real model)."""
         return (self.root / SYNTHETIC_MARKER).is_file()
 
+    def synthetic_info(self) -> dict:
+        """The ``make-synthetic`` settings recorded in the marker file ({} for real data)."""
+        marker = self.root / SYNTHETIC_MARKER
+        if not marker.is_file():
+            return {}
+        import json
+
+        text = marker.read_text(encoding="utf-8")
+        start = text.find("{")
+        try:
+            return json.loads(text[start:]) if start >= 0 else {}
+        except ValueError:
+            return {}
+
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file, streamed."""

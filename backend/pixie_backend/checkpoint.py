@@ -51,9 +51,15 @@ def read_checkpoint(path: str | os.PathLike, trust_pickle: bool = False) -> dict
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if "Unsupported global" not in str(e):  # not a refused object: the bytes are not a checkpoint
+            raise CheckpointError(
+                f"{path} ({size / 1e6:.1f} MB) is not a readable PyTorch checkpoint (corrupt, a partial "
+                "download, or an error page saved under this name); download it again."
+            ) from None
         if not trust_pickle:
             raise CheckpointError(
-                f"{path} contains Python objects that the safe loader refuses ({e}). If you "
+                f"{path} contains Python objects that the safe loader refuses "
+                f"({next(ln.strip() for ln in str(e).splitlines() if 'Unsupported global' in ln)}). If you "
                 "downloaded this file yourself from pixie.is.tue.mpg.de, allow it with "
                 "--trust-checkpoint (API: trust_pickle=True); unpickling can run code."
             ) from None

@@ -16,8 +16,11 @@ import sys
 from . import __version__
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "reconstruct",
     "doctor",
     "fetch_data",
+    "selftest",
+    "make_synthetic",
 )
 
 

@@ -40,12 +40,12 @@ def bilinear_square(
     step = (side / (out_size - 1)).to(torch.float64)
     corner = (center - side / 2.0).to(torch.float64)
     grid = torch.arange(out_size, device=dev, dtype=torch.float64) * step
-    xs = (grid + corner[0]).to(torch.float32)
-    ys = (grid + corner[1]).to(torch.float32)
+    xs = grid + corner[0]  # float64 positions, so the fractions are exact even far from the origin
+    ys = grid + corner[1]
     x0 = torch.floor(xs)
     y0 = torch.floor(ys)
-    wx = (xs - x0)[None, :, None]  # (1, S, 1)
-    wy = (ys - y0)[:, None, None]  # (S, 1, 1)
+    wx = (xs - x0).to(torch.float32)[None, :, None]  # (1, S, 1)
+    wy = (ys - y0).to(torch.float32)[:, None, None]  # (S, 1, 1)
     x0 = x0.long()
     y0 = y0.long()
     scale = 1.0 / 255.0 if image.dtype == torch.uint8 else 1.0
