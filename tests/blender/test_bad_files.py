@@ -57,8 +57,12 @@ CASES = ["wrong_version", "missing_arrays", "not_a_result", "no_person", "corrup
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_bad_file_operator_cancels_and_builds_nothing(bpy_mod, bad, case, tmp_path):
+def test_bad_file_operator_cancels_and_builds_nothing(bpy_mod, bad, case, tmp_path, monkeypatch):
+    from pixie_blender.scene import template_cache
     from pixie_blender.scene.avatar import ImportOptions, build_avatars
+
+    # the operator uses the add-on's cache: an empty one, so the package must be found beside
+    monkeypatch.setattr(template_cache, "default_cache_dir", lambda: tmp_path / "cache")
 
     path, needle = bad[case]
     bpy_mod.ops.mesh.primitive_cube_add()  # something in the scene
