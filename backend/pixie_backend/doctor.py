@@ -86,6 +86,8 @@ def report_dict(folder: DataFolder, rows: list[AssetStatus]) -> dict[str, Any]:
     The Blender add-on reads this instead of looking at file names itself, so that the backend's
     registry stays the single source of truth.
     """
+    from .fetch_data import manual_steps
+
     return {
         "schema": REPORT_SCHEMA,
         "data_dir": str(folder.root),
@@ -113,6 +115,8 @@ def report_dict(folder: DataFolder, rows: list[AssetStatus]) -> dict[str, Any]:
                 "missing_effect": r.spec.missing_effect,
                 "instructions": r.spec.instructions,
                 "url": r.spec.url,
+                # copyable commands (for this platform) for a file that is not downloaded here
+                "commands": manual_steps(r.spec, folder.root) if r.spec.download is None else [],
             }
             for r in rows
         ],

@@ -220,8 +220,10 @@ class PIXIE_OT_data_check(bpy.types.Operator):
             self.report({"ERROR"}, STATE.status_error)
             return {"CANCELLED"}
         s = STATE.status
-        self.report({"INFO"}, "All required model files are present" if s.complete
-                    else "Some required model files are missing")
+        self.report(
+            {"INFO"},
+            "All required model files are present" if s.complete else "Some required model files are missing",
+        )
         return {"FINISHED"}
 
 
@@ -258,8 +260,11 @@ class PIXIE_OT_data_download(bpy.types.Operator):
     pixie_password: _PIXIE_PASSWORD
     only: EnumProperty(
         name="Accounts",
-        items=(("AUTO", "Missing", "The accounts whose files are missing"),
-               ("smplx", "SMPL-X", ""), ("pixie", "PIXIE", "")),
+        items=(
+            ("AUTO", "Missing", "The accounts whose files are missing"),
+            ("smplx", "SMPL-X", ""),
+            ("pixie", "PIXIE", ""),
+        ),
         default="AUTO",
         options={"SKIP_SAVE", "HIDDEN"},
     )
@@ -275,8 +280,10 @@ class PIXIE_OT_data_download(bpy.types.Operator):
 
     def _settings(self, context) -> tuple[str, str]:
         python, data_dir = settings(context)
-        return (bpy.path.abspath(self.backend_python) if self.backend_python else python,
-                bpy.path.abspath(self.data_dir) if self.data_dir else data_dir)
+        return (
+            bpy.path.abspath(self.backend_python) if self.backend_python else python,
+            bpy.path.abspath(self.data_dir) if self.data_dir else data_dir,
+        )
 
     def _accounts(self) -> list[str]:
         if self.only != "AUTO":

@@ -75,8 +75,11 @@ def draw_preferences(layout, context) -> None:
 
     row = layout.row()
     row.enabled = not running
-    row.prop(own, "licences_accepted",
-             text="I have registered on both sites and accept the SMPL-X and PIXIE licences")
+    row.prop(
+        own,
+        "licences_accepted",
+        text="I have registered on both sites and accept the SMPL-X and PIXIE licences",
+    )
 
     missing = status.missing_downloadable() if status is not None else []
     row = layout.row()
@@ -94,15 +97,22 @@ def draw_preferences(layout, context) -> None:
 def _draw_files(layout, status: client.DataStatus, width: int) -> None:
     col = layout.column(align=True)
     if status.synthetic:
-        _wrap(col, "This folder holds SYNTHETIC test files (random weights), not the real models.",
-              width, icon="ERROR", alert=True)
+        _wrap(
+            col,
+            "This folder holds SYNTHETIC test files (random weights), not the real models.",
+            width,
+            icon="ERROR",
+            alert=True,
+        )
     for a in status.assets:
         row = col.row()
         icon = "CHECKMARK" if a.present else ("ERROR" if a.need == "required" else "X")
         row.alert = not a.present and a.need == "required"
         row.label(text=a.filename, icon=icon)
-        where = "" if a.present else (
-            f"in {a.archive}" if a.archive else ("download" if a.domain else "separate procedure")
+        where = (
+            ""
+            if a.present
+            else (f"in {a.archive}" if a.archive else ("download" if a.domain else "separate procedure"))
         )
         row.label(text=NEED_LABEL.get(a.need, a.need))
         row.label(text=_size(a.size) if a.present else f"missing ({where})")
@@ -114,12 +124,15 @@ def _draw_files(layout, status: client.DataStatus, width: int) -> None:
 
 
 def _draw_licences(layout, status: client.DataStatus | None) -> None:
-    licences = status.licences() if status is not None else [
-        (a.label, a.licence_url, a.site) for a in client.ACCOUNTS.values()
-    ]
+    licences = (
+        status.licences()
+        if status is not None
+        else [(a.label, a.licence_url, a.site) for a in client.ACCOUNTS.values()]
+    )
     box = layout.column(align=True)
-    box.label(text="Licensed for non-commercial research, education and art only; register "
-              "(free) on each site:")
+    box.label(
+        text="Licensed for non-commercial research, education and art only; register (free) on each site:"
+    )
     row = box.row(align=True)
     for label, licence_url, _site in licences:
         op = row.operator("wm.url_open", text=f"{label} Licence", icon="URL")
