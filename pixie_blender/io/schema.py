@@ -287,6 +287,9 @@ class ResultData:
         return None
 
 
+#: Per-person arrays that only feed metadata; a non-finite one is ignored, not an error.
+_INFORMATIONAL = ("moderator_weights", "bbox", "cam", "light", "tex", "keypoints_2d")
+
 _POSE_PARTS = (  # (array, joints) assembling full_pose when a writer leaves it out
     ("global_orient", 1), ("body_pose", 21), ("jaw_pose", 1), ("leye_pose", 1),
     ("reye_pose", 1), ("left_hand_pose", 15), ("right_hand_pose", 15),
@@ -354,6 +357,11 @@ def read_result(path: str | os.PathLike) -> ResultData:
             _require_shape(arc, opt, shape, kind=kind)
             to_load.append(opt)
     data = arc.load(*to_load)
+    # informational arrays may hold NaN for "not available" (e.g. moderator_weights when the
+    # moderator did not run): drop them instead of refusing the file
+    for info in _INFORMATIONAL:
+        if info in data and not np.isfinite(data[info]).all():
+            del data[info]
     _finite(path, data)
     if "full_pose" not in data:
         data["full_pose"] = np.concatenate([data.pop(p) for p, _ in _POSE_PARTS], axis=1)

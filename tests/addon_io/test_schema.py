@@ -62,6 +62,14 @@ def test_unknown_arrays_are_ignored(fake, tmp_path):
     assert len(schema.read_result(p).persons) == 2
 
 
+def test_nan_informational_arrays_are_dropped(fake, tmp_path):
+    """The backend writes NaN moderator weights when the moderator did not run."""
+    p = rewrite_result(fake.result_path, tmp_path / "nanmod.pixie.npz",
+                       replace={"moderator_weights": np.full((2, 3, 2), np.nan, np.float32)})
+    r = schema.read_result(p)
+    assert r.persons[0].moderator_weights is None
+
+
 def _bad_cases(fake, d: Path):
     """(file, substring of the error) for every way a result file can be bad."""
     cases = {}
