@@ -29,6 +29,10 @@ ROOT_PACKAGE = __package__.rpartition(".")[0]
 PREF_PYTHON_NAMES = ("backend_python", "python_path", "backend_interpreter")
 PREF_DATA_NAMES = ("data_dir", "data_folder", "data_path")
 TIMER_INTERVAL = 0.1
+OFFLINE_MESSAGE = (
+    "Blender's online access is off: allow it in Preferences > System > Network "
+    "(Allow Online Access) to download the model files"
+)
 
 
 class _State:
@@ -300,6 +304,9 @@ class PIXIE_OT_data_download(bpy.types.Operator):
     # -- operator API
 
     def invoke(self, context, event):
+        if not bpy.app.online_access:
+            self.report({"ERROR"}, OFFLINE_MESSAGE)
+            return {"CANCELLED"}
         if not context.window_manager.pixie_data_setup.licences_accepted:
             self.report({"ERROR"}, "Confirm that you accepted the SMPL-X and PIXIE licences first")
             return {"CANCELLED"}
@@ -333,6 +340,9 @@ class PIXIE_OT_data_download(bpy.types.Operator):
     def _execute(self, context):
         if STATE.job is not None:
             self.report({"ERROR"}, "A download is already running")
+            return {"CANCELLED"}
+        if not bpy.app.online_access:
+            self.report({"ERROR"}, OFFLINE_MESSAGE)
             return {"CANCELLED"}
         if not context.window_manager.pixie_data_setup.licences_accepted:
             self.report({"ERROR"}, "Confirm that you accepted the SMPL-X and PIXIE licences first")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import textwrap
 
+import bpy
+
 from ..client import data_setup as client
 from ..operators import data_setup as ops
 
@@ -81,10 +83,19 @@ def draw_preferences(layout, context) -> None:
         text="I have registered on both sites and accept the SMPL-X and PIXIE licences",
     )
 
+    online = bpy.app.online_access
+    if not online:
+        # Blender's rule for extensions: no network use unless the user allowed it.
+        col = layout.column()
+        _wrap(col, ops.OFFLINE_MESSAGE + ".", width, icon="INFO")
+        col.prop(context.preferences.system, "use_online_access")
+
     missing = status.missing_downloadable() if status is not None else []
     row = layout.row()
     row.scale_y = 1.3
-    row.enabled = own.licences_accepted and not running and bool(missing) and not state.status_error
+    row.enabled = (
+        online and own.licences_accepted and not running and bool(missing) and not state.status_error
+    )
     label = "Download Missing Files…" if missing or status is None else "Nothing to Download"
     row.operator("pixie.data_download", text=label, icon="IMPORT")
 

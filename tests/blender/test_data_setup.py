@@ -75,8 +75,12 @@ def setup(bpy_mod, server, tmp_path, monkeypatch):
     own.backend_python = BACKEND
     own.data_dir = str(tmp_path / "data")
     own.licences_accepted = False
+    system = bpy_mod.context.preferences.system
+    online = system.use_online_access
+    system.use_online_access = True  # what the user allows in Preferences > System > Network
     ops.STATE.__init__()
     yield SimpleNamespace(bpy=bpy_mod, wm=wm, own=own, data=tmp_path / "data", server=server)
+    system.use_online_access = online
     if ops.STATE.job is not None:
         ops.STATE.job.cancel()
         ops.STATE.job.close()
@@ -171,6 +175,19 @@ def test_licence_checkbox_is_required(setup):
     with pytest.raises(RuntimeError, match="licences"):
         download(setup.bpy)
     assert ops.STATE.job is None and setup.server.downloads() == []
+
+
+def test_online_access_is_respected(setup):
+    setup.own.licences_accepted = True
+    setup.bpy.context.preferences.system.use_online_access = False
+    with pytest.raises(RuntimeError, match="online access is off"):
+        download(setup.bpy)
+    assert ops.STATE.job is None and setup.server.downloads() == []
+    log = draw(setup.bpy)
+    assert ("prop", "use_online_access") in [e[:2] for e in log]
+    assert download_button_enabled(log) is False
+    setup.bpy.context.preferences.system.use_online_access = True
+    assert download_button_enabled(draw_settled(setup.bpy)) is True
 
 
 def test_download_end_to_end_and_no_password_is_saved(setup, tmp_path):
@@ -304,7 +321,7 @@ class Recorder:
     def operator(self, idname, text="", icon="NONE", **k):
         self._icon(icon)
         props = SimpleNamespace()
-        self._log.append(("operator", idname, text, props))
+        self._log.append(("operator", idname, text, props, self.enabled))
         return props
 
     def progress(self, factor=0.0, type="BAR", text=""):
@@ -320,6 +337,19 @@ def draw(bpy):
     log: list = []
     ui.draw_preferences(Recorder(log, icons), bpy.context)
     return log
+
+
+def draw_settled(bpy):
+    """Draw once the background status check has finished."""
+    draw(bpy)
+    if ops.STATE.probe is not None:
+        assert ops.STATE.probe.wait(30)
+    return draw(bpy)
+
+
+def download_button_enabled(log) -> bool:
+    (button,) = [e for e in log if e[0] == "operator" and e[1] == "pixie.data_download"]
+    return button[4]
 
 
 def labels(log):
@@ -344,12 +374,14 @@ def test_section_before_and_after_download(setup):
     } <= urls
     copies = [e[3].text for e in log if e[0] == "operator" and e[1] == "pixie.data_copy"]
     assert any("smplx_tex.png" in c for c in copies)
-    assert any(e[0] == "operator" and e[1] == "pixie.data_download" for e in log)
+    assert download_button_enabled(log) is False  # the licence box is not ticked yet
     assert first is not None
 
     setup.own.licences_accepted = True
+    assert download_button_enabled(draw(bpy)) is True
     download(bpy)
     running = draw(bpy)
+    assert download_button_enabled(running) is False  # one download at a time
     assert any(e[0] == "operator" and e[1] == "pixie.data_cancel" for e in running)
     assert any(e[0] == "progress" for e in running)
     drive()
