@@ -34,6 +34,7 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -192,6 +193,11 @@ class HumanUI:
             if self.bars:
                 from tqdm import tqdm
 
+                try:  # some pseudo-terminals report a 0 x 0 size: tqdm would draw nothing
+                    size = os.get_terminal_size(sys.stderr.fileno())
+                    sized = size.columns > 0 and size.lines > 0
+                except (OSError, ValueError):
+                    sized = False
                 self.bar = tqdm(
                     total=total,
                     initial=offset,
@@ -200,7 +206,9 @@ class HumanUI:
                     unit_scale=True,
                     unit_divisor=1024,
                     file=sys.stderr,
-                    dynamic_ncols=True,
+                    dynamic_ncols=sized,
+                    ncols=None if sized else 100,
+                    nrows=None if sized else 40,
                     disable=None,  # off when stderr is not a terminal
                 )
         elif kind == "progress":
@@ -302,8 +310,6 @@ def _confirm_licences(args: argparse.Namespace, accounts: list[Account], ui: Hum
 
 
 def _ask_credentials(accounts: list[Account], ui: HumanUI) -> dict[str, Credentials]:
-    import os
-
     creds: dict[str, Credentials] = {}
     for acc in accounts:
         user_env, pw_env = os.environ.get(acc.env_username, ""), os.environ.get(acc.env_password, "")
