@@ -1020,6 +1020,8 @@ class Fetcher:
     def _download(self, item: PlannedDownload, index: int, count: int, summary: FetchSummary) -> None:
         final = self.data_dir / item.file
         part = self.data_dir / (item.file + PART_SUFFIX)
+        if self.force:  # a fresh copy, not the continuation of an old partial download
+            part.unlink(missing_ok=True)
         attempt, restarted = 0, False
         while True:
             try:

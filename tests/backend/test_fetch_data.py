@@ -173,6 +173,20 @@ def test_second_run_downloads_nothing(env, server, data_dir, capsys):
     assert "Nothing to download" in err
 
 
+def test_force_downloads_again_and_replaces(env, server, data_dir, capsys):
+    assert run_cli(capsys, *non_interactive(data_dir))[0] == 0
+    (data_dir / "pixie_model.tar").write_bytes(b"damaged by hand")
+    (data_dir / "SMPLX_NEUTRAL_2020.npz.part").write_bytes(b"stale partial")
+    code, out, err = run_cli(capsys, *non_interactive(data_dir, "--force"))
+    assert code == 0, err
+    assert len(server.downloads()) == 6
+    assert all(r.range is None for r in server.downloads())  # no resume of the stale partial
+    for (_domain, sfile), data in server.files.items():
+        if sfile != "utilities.zip":
+            assert (data_dir / sfile).read_bytes() == data
+    assert "left as they were" not in err  # --force replaces the unpacked files too
+
+
 def test_only_smplx_exit_code_1_and_report(env, server, data_dir, capsys):
     env.delenv("PIXIE_PIXIE_PASSWORD")  # not needed for --only smplx
     code, out, err = run_cli(capsys, *non_interactive(data_dir, "--only", "smplx"))
