@@ -11,6 +11,20 @@ import numpy as np
 from ..io.constants import JOINT_NAMES, PARENTS, ROOT_BONE
 
 
+def _mode_set(mode: str) -> None:
+    """``bpy.ops.object.mode_set`` without the Python wrapper's two full view-layer evaluations
+    (before and after the call), which cost ~0.1–0.9 s each in a scene full of avatars. The
+    wrapper's own entry point (``_bpy.ops.call``) is used when present (4.2–5.0)."""
+    try:
+        from _bpy import ops as _ops  # the module bpy.ops itself is built on
+    except ImportError:  # pragma: no cover - future Blender
+        _ops = None
+    if _ops is not None and hasattr(_ops, "call"):
+        _ops.call("object.mode_set", {"mode": mode})
+    else:  # pragma: no cover
+        bpy.ops.object.mode_set(mode=mode)
+
+
 def _ops_override(context) -> dict:
     """Context members ``bpy.ops`` needs, also from timers (no window there)."""
     ctx = {}
@@ -31,7 +45,7 @@ def ensure_object_mode(context) -> None:
     if active is None:
         return
     with context.temp_override(**_ops_override(context), active_object=active, object=active):
-        bpy.ops.object.mode_set(mode="OBJECT")
+        _mode_set("OBJECT")
 
 
 @contextmanager
@@ -45,7 +59,7 @@ def armatures_edit_mode(context, objects: list[bpy.types.Object]):
     override = _ops_override(context)
     if prev_mode != "OBJECT" and prev_active is not None:
         with context.temp_override(**override, active_object=prev_active, object=prev_active):
-            bpy.ops.object.mode_set(mode="OBJECT")
+            _mode_set("OBJECT")
     for o in prev_selected:
         o.select_set(False, view_layer=view_layer)
     for o in objects:
@@ -54,12 +68,12 @@ def armatures_edit_mode(context, objects: list[bpy.types.Object]):
     try:
         with context.temp_override(**override, active_object=objects[0], object=objects[0],
                                    selected_objects=list(objects), selected_editable_objects=list(objects)):
-            bpy.ops.object.mode_set(mode="EDIT")
+            _mode_set("EDIT")
         yield
     finally:
         with context.temp_override(**override, active_object=objects[0], object=objects[0]):
             if objects[0].mode != "OBJECT":
-                bpy.ops.object.mode_set(mode="OBJECT")
+                _mode_set("OBJECT")
         for o in objects:
             o.select_set(False, view_layer=view_layer)
         for o in prev_selected:
@@ -68,7 +82,7 @@ def armatures_edit_mode(context, objects: list[bpy.types.Object]):
         view_layer.objects.active = prev_active
         if prev_mode == "POSE" and prev_active is not None and prev_active.type == "ARMATURE":
             with context.temp_override(**override, active_object=prev_active, object=prev_active):
-                bpy.ops.object.mode_set(mode="POSE")
+                _mode_set("POSE")
 
 
 def write_edit_bones(arm: bpy.types.Armature, heads: np.ndarray, lengths: np.ndarray,

@@ -215,15 +215,12 @@ def build_from_prepared(context, prep: PreparedImport, options: ImportOptions,
         for arm_ob in report.rigs:
             arm_ob.select_set(True, view_layer=view_layer)
         view_layer.objects.active = report.rigs[0]
-        view_layer.update()
     except BaseException:
         rollback_ids(snap)
         raise
 
     if prep.cache_dir is not None:
         try:
-            if not prep.package.verified:
-                prep.package.verify()
             template_cache.store_package(prep.package, prep.cache_dir)
         except (OSError, ValueError) as exc:
             report.warnings.append(f"model package not cached: {exc}")

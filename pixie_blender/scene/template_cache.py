@@ -57,10 +57,12 @@ def _atomic_target(path: Path) -> Path:
 
 
 def store_package(package: PackageData, cache_dir: Path) -> Path | None:
-    """Copy a (verified) package into the cache unless it is there already."""
+    """Copy a package into the cache unless it is there already; its content hash is verified
+    first (once per package), so the cache only holds packages that match their names."""
     dst = package_cache_path(cache_dir, package.content_sha256)
     if dst.is_file() or package.path.resolve() == dst.resolve():
         return dst
+    package.verify()
     tmp = _atomic_target(dst)
     try:
         shutil.copyfile(package.path, tmp)

@@ -7,7 +7,8 @@ against ``smplx.lbs.lbs`` in ``tests/addon_io/test_fake_result.py``).
 
 Body models: :func:`load_body_model` uses the synthetic mannequin of
 ``pixie_backend.synthetic.mannequin`` (``"full"``: 10,475 vertices; ``"small"``) when it is
-available, and otherwise the tiny :func:`toy_body_model` (one octahedron per joint).
+available, and otherwise :func:`toy_body_model` (one octahedron per joint for "small"; UV
+spheres with SMPL-X's 10,475 vertices for "full").
 
     from tests.support.fake_result import make_fixture
     fx = make_fixture(tmp_path, variant="small", num_persons=2, seed=3)
@@ -88,45 +89,83 @@ def _toy_joints() -> np.ndarray:
     return out
 
 
-def toy_body_model(seed: int = 0) -> SimpleNamespace:
-    """A tiny SMPL-X-format body: one octahedron (6 vertices, 8 faces) around each joint, with
-    the arrays of ``SMPLX_NEUTRAL_2020.npz`` (v_template, f, shapedirs (V,3,400), posedirs
-    (V,3,486), J_regressor, weights, kintree_table) and UVs (vt, ft)."""
+def _uv_sphere(rings: int, segments: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit UV sphere: 2 poles + rings × segments vertices, 2·segments·rings triangles."""
+    th = np.linspace(0, np.pi, rings + 2)[1:-1]
+    ph = np.linspace(0, 2 * np.pi, segments, endpoint=False)
+    T, Pp = np.meshgrid(th, ph, indexing="ij")
+    ring = np.stack([np.sin(T) * np.cos(Pp), np.cos(T), np.sin(T) * np.sin(Pp)], -1).reshape(-1, 3)
+    v = np.concatenate([[[0.0, 1.0, 0.0]], ring, [[0.0, -1.0, 0.0]]])
+    faces = []
+    top, bottom = 0, 1 + rings * segments
+    idx = lambda r, k: 1 + r * segments + (k % segments)  # noqa: E731
+    for k in range(segments):
+        faces.append([top, idx(0, k + 1), idx(0, k)])
+        faces.append([bottom, idx(rings - 1, k), idx(rings - 1, k + 1)])
+        for r in range(rings - 1):
+            a, b, c, d = idx(r, k), idx(r, k + 1), idx(r + 1, k), idx(r + 1, k + 1)
+            faces += [[a, b, d], [a, d, c]]
+    return v, np.array(faces)
+
+
+def toy_body_model(seed: int = 0, dense: bool = False) -> SimpleNamespace:
+    """A stand-in SMPL-X-format body: a blob around each joint, with the arrays of
+    ``SMPLX_NEUTRAL_2020.npz`` (v_template, f, shapedirs (V,3,400), posedirs (V,3,486),
+    J_regressor, weights, kintree_table) and UVs (vt, ft).
+
+    ``dense=False``: one octahedron per joint (330 vertices). ``dense=True``: UV spheres with
+    exactly SMPL-X's 10,475 vertices (≈20.7k triangles) and up to 4 weights per vertex, for
+    timing when the synthetic mannequin is not available."""
     rng = np.random.default_rng(seed)
     J = _toy_joints()
-    oct_v = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float)
-    oct_f = np.array([[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5],
-                      [0, 3, 5]])
-    V = 55 * 6
-    v = np.zeros((V, 3))
-    faces = []
+    if dense:
+        shapes = [_uv_sphere(3, 89)] + [_uv_sphere(11, 17)] * 54  # 269 + 54·189 = 10475
+    else:
+        octa = (np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float),
+                np.array([[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5],
+                          [0, 3, 5]]))
+        shapes = [octa] * 55
+    verts, faces, owner = [], [], []
+    n = 0
+    for k, (sv, sf) in enumerate(shapes):
+        r = 0.012 if k >= 25 else 0.04
+        verts.append(J[k] + r * sv)
+        faces.append(sf + n)
+        owner.append(np.full(len(sv), k))
+        n += len(sv)
+    v = np.concatenate(verts)
+    faces = np.concatenate(faces).astype(np.int64)
+    owner = np.concatenate(owner)
+    V = len(v)
     weights = np.zeros((V, 55))
     for k in range(55):
-        r = 0.012 if k >= 25 else 0.04
-        v[6 * k: 6 * k + 6] = J[k] + r * oct_v
-        faces.append(oct_f + 6 * k)
-        p = PARENTS[k]
-        weights[6 * k: 6 * k + 6, k] = 0.7 if p >= 0 else 1.0
-        if p >= 0:
-            weights[6 * k: 6 * k + 6, p] = 0.3
-    faces = np.concatenate(faces).astype(np.int64)
+        sel = owner == k
+        chain = [k]
+        while len(chain) < (4 if dense else 2) and PARENTS[chain[-1]] >= 0:
+            chain.append(int(PARENTS[chain[-1]]))
+        w = np.array([0.7, 0.3, 0.2, 0.1][: len(chain)])
+        if dense:  # vary the weights per vertex
+            w = w[None, :] * rng.uniform(0.5, 1.5, size=(int(sel.sum()), len(chain)))
+            w /= w.sum(axis=1, keepdims=True)
+            weights[np.ix_(np.flatnonzero(sel), chain)] = w
+        else:
+            weights[np.ix_(np.flatnonzero(sel), chain)] = w / w.sum()
     J_reg = np.zeros((55, V))
     for k in range(55):
-        J_reg[k, 6 * k: 6 * k + 6] = 1.0 / 6.0
-    # blend shapes that move each octahedron coherently with its joint
-    shapedirs = np.zeros((V, 3, 400))
+        J_reg[k, owner == k] = 1.0 / np.count_nonzero(owner == k)
+    # blend shapes that move each blob coherently with its joint, plus a little noise
     joint_dirs = rng.normal(size=(55, 3, 400)) * (0.01 / (1.0 + np.arange(400) / 10.0))
-    shapedirs += np.repeat(joint_dirs, 6, axis=0)
-    shapedirs += rng.normal(scale=0.001, size=shapedirs.shape)
+    shapedirs = joint_dirs[owner].astype(np.float32)
+    shapedirs += rng.normal(scale=0.001, size=shapedirs.shape).astype(np.float32)
     shapedirs[:, :, EXPR_OFFSET:] *= 0.3
-    posedirs = rng.normal(scale=0.002, size=(V, 3, 486))
+    posedirs = rng.normal(scale=0.002, size=(V, 3, 486)).astype(np.float32)
     vt = rng.uniform(0.02, 0.98, size=(V + 7, 2))
     ft = (faces + 3) % (V + 7)
     return SimpleNamespace(
-        v_template=v.astype(np.float32), f=faces.astype(np.uint32), shapedirs=shapedirs.astype(np.float32),
-        posedirs=posedirs.astype(np.float32), J_regressor=J_reg.astype(np.float32),
+        v_template=v.astype(np.float32), f=faces.astype(np.uint32), shapedirs=shapedirs,
+        posedirs=posedirs, J_regressor=J_reg.astype(np.float32),
         weights=weights.astype(np.float32), kintree_table=np.stack([PARENTS, np.arange(55)]).astype(np.int64),
-        vt=vt.astype(np.float32), ft=ft.astype(np.int64), name="toy",
+        vt=vt.astype(np.float32), ft=ft.astype(np.int64), name="toy-dense" if dense else "toy",
     )
 
 
@@ -159,7 +198,7 @@ def load_body_model(variant: str = "small", seed: int = 0):
         if mod is not None:
             body = mod.build_body_model(variant, seed=seed)
         else:
-            body = toy_body_model(seed)
+            body = toy_body_model(seed, dense=variant == "full")
         _BODY_CACHE[key] = body
     return _BODY_CACHE[key]
 
