@@ -41,6 +41,9 @@ class PIXIE_OT_update_joints(bpy.types.Operator):
             self.report({"ERROR"}, "No PIXIE avatar with a joint regressor selected")
             return {"CANCELLED"}
         n = joint_follow.update_joints(context, rigs)
+        if n == 0:
+            self.report({"ERROR"}, "The avatar's armature must be visible in this view layer")
+            return {"CANCELLED"}
         self.report({"INFO"}, f"Updated the joints of {n} avatar{'s' if n != 1 else ''}")
         return {"FINISHED"}
 

@@ -88,7 +88,8 @@ def update_joints(context, rigs) -> int:
     items, states = [], []
     for arm in rigs:
         body = rig_body(arm)
-        if body is None or arm.name not in context.view_layer.objects:
+        # edit mode needs the armature in this view layer and visible
+        if body is None or arm.name not in context.view_layer.objects or not arm.visible_get():
             continue
         state = current_state(arm, body)
         items.append((arm, shaped_joints(arm, state), body_model.bone_lengths()))
@@ -102,7 +103,7 @@ def update_joints(context, rigs) -> int:
 
 
 def stale_rigs(context) -> list:
-    return [o for o in context.view_layer.objects if is_avatar_rig(o) and is_stale(o)]
+    return [o for o in context.view_layer.objects if is_avatar_rig(o) and o.visible_get() and is_stale(o)]
 
 
 def flush():

@@ -188,3 +188,17 @@ def test_without_cache_several_persons(bpy_mod, group):
         err = np.abs(armature_space_vertices(body) - expected_vertices(group.result_path, i)).max()
         assert err < 1e-5
     assert len(bpy_mod.data.objects) == 6  # no template left over
+
+
+def test_hidden_rig_is_left_alone(bpy_mod, small, opts):
+    arm, body = avatar_parts(build_avatars(bpy_mod.context, small.result_path, opts(add_camera=False))[0])
+    body.data.shape_keys.key_blocks["Shape002"].value = 1.0
+    arm.hide_set(True)
+    assert joint_follow.flush() is None  # no error from edit mode on a hidden object
+    assert joint_follow.is_stale(arm)
+    bpy_mod.context.view_layer.objects.active = body
+    with pytest.raises(RuntimeError, match="must be visible"):
+        bpy_mod.ops.pixie.update_joints()
+    arm.hide_set(False)
+    joint_follow.flush()
+    assert not joint_follow.is_stale(arm)
