@@ -38,8 +38,14 @@ def _setup_env(tmp: Path) -> None:
         sys.path.insert(0, str(ROOT))
 
 
-def run(variant: str = "full", persons: int = 1, repeats: int = 5, modes=("BAKED",),
-        albedo: bool = False, verbose: bool = True) -> dict:
+def run(
+    variant: str = "full",
+    persons: int = 1,
+    repeats: int = 5,
+    modes=("BAKED",),
+    albedo: bool = False,
+    verbose: bool = True,
+) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="pixie-bench-"))
     _setup_env(tmp)
     import bpy  # noqa: I001 - bpy first: it puts addon_utils on the path
@@ -51,16 +57,32 @@ def run(variant: str = "full", persons: int = 1, repeats: int = 5, modes=("BAKED
     from pixie_blender.scene.avatar import ImportOptions, build_many
 
     t = time.perf_counter()
-    fx = make_fixture(tmp / "data", variant=variant, num_persons=persons, seed=1, with_albedo=albedo,
-                      with_displacement=False, with_image=False)
+    fx = make_fixture(
+        tmp / "data",
+        variant=variant,
+        num_persons=persons,
+        seed=1,
+        with_albedo=albedo,
+        with_displacement=False,
+        with_image=False,
+    )
     gen_s = time.perf_counter() - t
     V = fx.package["v_template"].shape[0]
-    out = {"bpy": bpy.app.version_string, "variant": variant, "vertices": V, "faces": int(fx.package["faces"].shape[0]),
-           "persons": persons, "generate_s": gen_s, "modes": {}}
+    out = {
+        "bpy": bpy.app.version_string,
+        "variant": variant,
+        "vertices": V,
+        "faces": int(fx.package["faces"].shape[0]),
+        "persons": persons,
+        "generate_s": gen_s,
+        "modes": {},
+    }
     if verbose:
-        print(f"bpy {bpy.app.version_string}; body '{variant}': {V} vertices, "
-              f"{fx.package['faces'].shape[0]} triangles; {persons} person(s) per result; "
-              f"{os.cpu_count()} CPU(s)")
+        print(
+            f"bpy {bpy.app.version_string}; body '{variant}': {V} vertices, "
+            f"{fx.package['faces'].shape[0]} triangles; {persons} person(s) per result; "
+            f"{os.cpu_count()} CPU(s)"
+        )
         if V != 10475 and variant == "full":
             print("NOTE: the full-size mannequin is not available; timings are for the toy body")
     for mode in modes:
@@ -76,16 +98,24 @@ def run(variant: str = "full", persons: int = 1, repeats: int = 5, modes=("BAKED
             evals.append(time.perf_counter() - t)
             assert rep.template_built == (i == 0), "first build must build the template, later ones load it"
         later = times[1:]
-        res = {"first_s": times[0], "later_s": later, "later_median_s": statistics.median(later) if later else None,
-               "later_min_s": min(later) if later else None, "eval_first_s": evals[0],
-               "eval_later_median_s": statistics.median(evals[1:]) if later else None,
-               "template_mb": sum(f.stat().st_size for f in (cache / "templates").glob("*.blend")) / 1e6}
+        res = {
+            "first_s": times[0],
+            "later_s": later,
+            "later_median_s": statistics.median(later) if later else None,
+            "later_min_s": min(later) if later else None,
+            "eval_first_s": evals[0],
+            "eval_later_median_s": statistics.median(evals[1:]) if later else None,
+            "template_mb": sum(f.stat().st_size for f in (cache / "templates").glob("*.blend")) / 1e6,
+        }
         out["modes"][mode] = res
         if verbose:
-            print(f"{mode:6s} first avatar {times[0]:.3f} s; later avatars: median {res['later_median_s']:.3f} s, "
-                  f"min {res['later_min_s']:.3f} s ({', '.join(f'{x:.3f}' for x in later)}); "
-                  f"then evaluating the scene: first {res['eval_first_s']:.3f} s, later median "
-                  f"{res['eval_later_median_s']:.3f} s; template {res['template_mb']:.0f} MB")
+            print(
+                f"{mode:6s} first avatar {times[0]:.3f} s; "
+                f"later avatars: median {res['later_median_s']:.3f} s, "
+                f"min {res['later_min_s']:.3f} s ({', '.join(f'{x:.3f}' for x in later)}); "
+                f"then evaluating the scene: first {res['eval_first_s']:.3f} s, later median "
+                f"{res['eval_later_median_s']:.3f} s; template {res['template_mb']:.0f} MB"
+            )
         bpy.ops.wm.read_homefile(use_empty=True)
     addon_utils.disable("pixie_blender", default_set=True)
     return out
@@ -96,8 +126,13 @@ def main() -> None:
     ap.add_argument("--variant", default="full", choices=["full", "small"])
     ap.add_argument("--persons", type=int, default=1, help="persons per result file")
     ap.add_argument("--repeats", type=int, default=5, help="later builds to time")
-    ap.add_argument("--modes", nargs="+", default=["BAKED", "LIVE"], choices=["BAKED", "LIVE", "NONE"],
-                    help="pose-corrective modes to time")
+    ap.add_argument(
+        "--modes",
+        nargs="+",
+        default=["BAKED", "LIVE"],
+        choices=["BAKED", "LIVE", "NONE"],
+        help="pose-corrective modes to time",
+    )
     ap.add_argument("--albedo", action="store_true", help="include a 256² albedo texture")
     args = ap.parse_args()
     run(args.variant, args.persons, args.repeats, tuple(args.modes), args.albedo)

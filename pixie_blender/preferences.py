@@ -11,10 +11,13 @@ from bpy.props import BoolProperty, EnumProperty
 ADDON_PACKAGE = __package__
 
 CORRECTIVE_ITEMS = (
-    ("BAKED", "Baked", "One 'PoseCorrectives' key holding the correctives of the imported pose "
-     "(exact, cheap; re-bake after re-posing)"),
-    ("LIVE", "Live", "486 'Pose###' keys driven by the bone rotations (follow any pose; slower "
-     "playback)"),
+    (
+        "BAKED",
+        "Baked",
+        "One 'PoseCorrectives' key holding the correctives of the imported pose "
+        "(exact, cheap; re-bake after re-posing)",
+    ),
+    ("LIVE", "Live", "486 'Pose###' keys driven by the bone rotations (follow any pose; slower playback)"),
     ("NONE", "None", "No pose correctives"),
 )
 
@@ -25,16 +28,24 @@ class PIXIE_AP_preferences(bpy.types.AddonPreferences):
     auto_update_joints: BoolProperty(
         name="Joints Follow Shape Keys",
         description="Move the rest bones when Shape/Exp key values change (debounced)",
-        default=True)
+        default=True,
+    )
     default_pose_correctives: EnumProperty(
-        name="Pose Correctives", items=CORRECTIVE_ITEMS, default="BAKED",
-        description="Default for the import operator")
+        name="Pose Correctives",
+        items=CORRECTIVE_ITEMS,
+        default="BAKED",
+        description="Default for the import operator",
+    )
     default_add_camera: BoolProperty(
-        name="Photo Camera", default=True,
-        description="Default for the import operator: add an orthographic camera over the photo")
+        name="Photo Camera",
+        default=True,
+        description="Default for the import operator: add an orthographic camera over the photo",
+    )
     use_template_cache: BoolProperty(
-        name="Template Cache", default=True,
-        description="Keep a built avatar template per model package in the cache for fast imports")
+        name="Template Cache",
+        default=True,
+        description="Keep a built avatar template per model package in the cache for fast imports",
+    )
 
     def draw(self, context):
         layout = self.layout

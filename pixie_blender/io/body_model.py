@@ -32,7 +32,9 @@ def bone_lengths() -> np.ndarray:
     return out
 
 
-def slider_range(values: np.ndarray, default: float = 5.0, hard: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+def slider_range(
+    values: np.ndarray, default: float = 5.0, hard: float = 10.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Slider limits per key: ±default, widened to 1.5·|value| (Blender clamps limits to ±10)."""
     v = np.abs(np.asarray(values, dtype=np.float64))
     lim = np.minimum(np.maximum(default, np.ceil(1.5 * v)), hard)
@@ -64,8 +66,9 @@ class TemplatePlan:
         return int(self.vertices.shape[0])
 
 
-def template_plan(package: PackageData, *, num_shape_keys: int | None = None,
-                  with_pose_keys: bool = False) -> TemplatePlan:
+def template_plan(
+    package: PackageData, *, num_shape_keys: int | None = None, with_pose_keys: bool = False
+) -> TemplatePlan:
     """Load the package's big arrays and convert them for Blender."""
     names = ["v_template", "faces", "weights", "shapedirs", "exprdirs"]
     if package.has_uv:
@@ -84,7 +87,7 @@ def template_plan(package: PackageData, *, num_shape_keys: int | None = None,
         uvf = a["uv_faces"].astype(np.int64)
         uvc = a["uv_coords"].astype(np.float32)
         if uvf.min() < 0 or uvf.max() >= len(uvc):
-                raise PixieFormatError(f"{package.path.name}: UV face indices out of range")
+            raise PixieFormatError(f"{package.path.name}: UV face indices out of range")
         loop_uvs = uvc[uvf.reshape(-1)]
 
     w = a["weights"].astype(np.float32)
@@ -94,7 +97,8 @@ def template_plan(package: PackageData, *, num_shape_keys: int | None = None,
     pose_off = None
     if with_pose_keys:
         pose_off = np.ascontiguousarray(
-            convert.smplx_dirs_to_blender(a["posedirs"].astype(np.float32)).transpose(2, 0, 1))
+            convert.smplx_dirs_to_blender(a["posedirs"].astype(np.float32)).transpose(2, 0, 1)
+        )
     return TemplatePlan(
         content_sha256=package.content_sha256,
         vertices=convert.smplx_to_blender(a["v_template"]).astype(np.float32),
@@ -197,8 +201,14 @@ def _metadata(result: ResultData, package: PackageData, person: PersonData) -> d
     return md
 
 
-def person_plans(result: ResultData, package: PackageData, *, num_shape_keys: int | None = None,
-                 with_camera: bool = True, need_correctives: bool = True) -> list[PersonPlan]:
+def person_plans(
+    result: ResultData,
+    package: PackageData,
+    *,
+    num_shape_keys: int | None = None,
+    with_camera: bool = True,
+    need_correctives: bool = True,
+) -> list[PersonPlan]:
     """Plans for every person of ``result`` (validated against ``package``)."""
     V = package.num_vertices
     if result.num_vertices != V:
@@ -210,18 +220,24 @@ def person_plans(result: ResultData, package: PackageData, *, num_shape_keys: in
     posedirs = None
     plans = []
     src = result.source
-    for person, name in zip(result.persons, avatar_names(result)):
+    for person, name in zip(result.persons, avatar_names(result), strict=True):
         warnings: list[str] = []
         nb = person.betas.shape[0]
         if nb > package.num_betas:
             raise PixieFormatError(
-                f"{result.path.name}: {nb} betas but the model package has {package.num_betas}")
+                f"{result.path.name}: {nb} betas but the model package has {package.num_betas}"
+            )
         betas = np.zeros(K)
         betas[: min(nb, K)] = person.betas[:K]
         if nb > K and np.abs(person.betas[K:]).max() > 0:
             warnings.append(f"betas beyond {K} are not represented as shape keys")
-        J = convert.shaped_joints(package.joints_template, package.joints_shapedirs,
-                                  package.joints_exprdirs, person.betas, person.expression)
+        J = convert.shaped_joints(
+            package.joints_template,
+            package.joints_shapedirs,
+            package.joints_exprdirs,
+            person.betas,
+            person.expression,
+        )
         rots = convert.blender_pose_rotations(person.full_pose)
         pc = None
         if need_correctives:
@@ -242,29 +258,42 @@ def person_plans(result: ResultData, package: PackageData, *, num_shape_keys: in
         for label, vals in (("betas", person.betas), ("expression", person.expression)):
             if np.abs(vals).max(initial=0.0) > 10.0:
                 warnings.append(f"some {label} exceed ±10, Blender's shape-key limit; clamped")
-        plans.append(PersonPlan(
-            name=name, index=person.index, betas=betas,
-            expression=np.asarray(person.expression, dtype=np.float64),
-            joints_smplx=J, bone_heads=convert.smplx_to_blender(J), rotations=rots,
-            quaternions=convert.rotmat_to_quat_wxyz(rots), pose_correctives=pc,
-            posed_vertices=convert.pixie_to_blender(person.vertices, J[0]),
-            camera=cam, metadata=_metadata(result, package, person),
-            albedo_uv=person.albedo_uv, displacement_uv=person.displacement_uv, warnings=warnings,
-        ))
+        plans.append(
+            PersonPlan(
+                name=name,
+                index=person.index,
+                betas=betas,
+                expression=np.asarray(person.expression, dtype=np.float64),
+                joints_smplx=J,
+                bone_heads=convert.smplx_to_blender(J),
+                rotations=rots,
+                quaternions=convert.rotmat_to_quat_wxyz(rots),
+                pose_correctives=pc,
+                posed_vertices=convert.pixie_to_blender(person.vertices, J[0]),
+                camera=cam,
+                metadata=_metadata(result, package, person),
+                albedo_uv=person.albedo_uv,
+                displacement_uv=person.displacement_uv,
+                warnings=warnings,
+            )
+        )
     return plans
 
 
-def layout_offsets(plans: list[PersonPlan], gap: float = 0.3, ground: bool = True,
-                   order_by_image: bool = True) -> list[np.ndarray]:
+def layout_offsets(
+    plans: list[PersonPlan], gap: float = 0.3, ground: bool = True, order_by_image: bool = True
+) -> list[np.ndarray]:
     """Object locations (relative to the placement origin) that stand the avatars side by side,
     left to right as in the photo, without overlap, feet on z = 0 when ``ground``."""
     n = len(plans)
     offsets = [np.zeros(3) for _ in range(n)]
     order = list(range(n))
     if order_by_image:
+
         def key(i):
             bbox = plans[i].metadata.get("pixie_bbox")
             return (bbox[0] + bbox[2]) / 2 if bbox else plans[i].metadata["pixie_cam_image_px"][1]
+
         order.sort(key=key)
     right = None
     for i in order:

@@ -87,17 +87,45 @@ def rotmat_to_quat_wxyz(rot: np.ndarray) -> np.ndarray:
     q = np.empty((R.shape[0], 4))
     # pivot 0: w largest
     s = np.sqrt(np.maximum(1.0 + trace, 1e-300)) * 2.0
-    q0 = np.stack([0.25 * s, (R[:, 2, 1] - R[:, 1, 2]) / s, (R[:, 0, 2] - R[:, 2, 0]) / s,
-                   (R[:, 1, 0] - R[:, 0, 1]) / s], axis=1)
+    q0 = np.stack(
+        [
+            0.25 * s,
+            (R[:, 2, 1] - R[:, 1, 2]) / s,
+            (R[:, 0, 2] - R[:, 2, 0]) / s,
+            (R[:, 1, 0] - R[:, 0, 1]) / s,
+        ],
+        axis=1,
+    )
     s = np.sqrt(np.maximum(1.0 + m00 - m11 - m22, 1e-300)) * 2.0
-    q1 = np.stack([(R[:, 2, 1] - R[:, 1, 2]) / s, 0.25 * s, (R[:, 0, 1] + R[:, 1, 0]) / s,
-                   (R[:, 0, 2] + R[:, 2, 0]) / s], axis=1)
+    q1 = np.stack(
+        [
+            (R[:, 2, 1] - R[:, 1, 2]) / s,
+            0.25 * s,
+            (R[:, 0, 1] + R[:, 1, 0]) / s,
+            (R[:, 0, 2] + R[:, 2, 0]) / s,
+        ],
+        axis=1,
+    )
     s = np.sqrt(np.maximum(1.0 - m00 + m11 - m22, 1e-300)) * 2.0
-    q2 = np.stack([(R[:, 0, 2] - R[:, 2, 0]) / s, (R[:, 0, 1] + R[:, 1, 0]) / s, 0.25 * s,
-                   (R[:, 1, 2] + R[:, 2, 1]) / s], axis=1)
+    q2 = np.stack(
+        [
+            (R[:, 0, 2] - R[:, 2, 0]) / s,
+            (R[:, 0, 1] + R[:, 1, 0]) / s,
+            0.25 * s,
+            (R[:, 1, 2] + R[:, 2, 1]) / s,
+        ],
+        axis=1,
+    )
     s = np.sqrt(np.maximum(1.0 - m00 - m11 + m22, 1e-300)) * 2.0
-    q3 = np.stack([(R[:, 1, 0] - R[:, 0, 1]) / s, (R[:, 0, 2] + R[:, 2, 0]) / s,
-                   (R[:, 1, 2] + R[:, 2, 1]) / s, 0.25 * s], axis=1)
+    q3 = np.stack(
+        [
+            (R[:, 1, 0] - R[:, 0, 1]) / s,
+            (R[:, 0, 2] + R[:, 2, 0]) / s,
+            (R[:, 1, 2] + R[:, 2, 1]) / s,
+            0.25 * s,
+        ],
+        axis=1,
+    )
     for k, qk in enumerate((q0, q1, q2, q3)):
         sel = pivot == k
         q[sel] = qk[sel]
@@ -146,8 +174,13 @@ def pose_feature(rotations: np.ndarray) -> np.ndarray:
     return (R[1:] - np.eye(3)).reshape(-1)
 
 
-def shaped_joints(joints_template: np.ndarray, joints_shapedirs: np.ndarray,
-                  joints_exprdirs: np.ndarray, betas: np.ndarray, expression: np.ndarray) -> np.ndarray:
+def shaped_joints(
+    joints_template: np.ndarray,
+    joints_shapedirs: np.ndarray,
+    joints_exprdirs: np.ndarray,
+    betas: np.ndarray,
+    expression: np.ndarray,
+) -> np.ndarray:
     """Rest joints ``J = joints_template + joints_shapedirs·betas + joints_exprdirs·expression``
     (y-up SMPL-X frame). ``betas`` may be shorter than the package's shape space."""
     b = np.asarray(betas, dtype=np.float64)
@@ -170,8 +203,9 @@ class CameraPlan:
     clip_end: float
 
 
-def orthographic_camera(cam_image_px: np.ndarray, width: int, height: int,
-                        pelvis_smplx: np.ndarray, distance: float = 10.0) -> CameraPlan:
+def orthographic_camera(
+    cam_image_px: np.ndarray, width: int, height: int, pelvis_smplx: np.ndarray, distance: float = 10.0
+) -> CameraPlan:
     """Camera for ``u = a·x + bx, v = a·y + by`` (PIXIE frame, pixel centres, origin at the centre
     of the top-left pixel).
 

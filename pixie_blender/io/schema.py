@@ -59,8 +59,18 @@ class PackageNotFoundError(PixieFormatError):
 
 #: Arrays that enter the package content hash, in the order of the format's table.
 PACKAGE_HASH_ORDER: tuple[str, ...] = (
-    "v_template", "faces", "uv_coords", "uv_faces", "weights", "parents", "shapedirs",
-    "exprdirs", "posedirs", "joints_template", "joints_shapedirs", "joints_exprdirs",
+    "v_template",
+    "faces",
+    "uv_coords",
+    "uv_faces",
+    "weights",
+    "parents",
+    "shapedirs",
+    "exprdirs",
+    "posedirs",
+    "joints_template",
+    "joints_shapedirs",
+    "joints_exprdirs",
 )
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -145,9 +155,7 @@ class _Archive:
                 hint = " (it is a model package; import the .pixie.npz result next to it)"
             elif fmt == RESULT_FORMAT:
                 hint = " (it is a result file)"
-            raise PixieFormatError(
-                f"{self.path.name} is not a PIXIE {self.what}: format is {fmt!r}{hint}"
-            )
+            raise PixieFormatError(f"{self.path.name} is not a PIXIE {self.what}: format is {fmt!r}{hint}")
         _check_version(self.path, header.get("version"), self.what)
         return header
 
@@ -169,7 +177,7 @@ def _require_shape(arc: _Archive, name: str, shape: tuple[int | None, ...], *, k
     if not arc.has(name):
         raise PixieFormatError(f"{arc.path.name}: required array {name!r} is missing")
     got = arc.shape(name)
-    ok = len(got) == len(shape) and all(s is None or s == g for s, g in zip(shape, got))
+    ok = len(got) == len(shape) and all(s is None or s == g for s, g in zip(shape, got, strict=True))
     if not ok:
         want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
         raise PixieFormatError(f"{arc.path.name}: array {name!r} has shape {got}, expected {want}")
@@ -291,8 +299,13 @@ class ResultData:
 _INFORMATIONAL = ("moderator_weights", "bbox", "cam", "light", "tex", "keypoints_2d")
 
 _POSE_PARTS = (  # (array, joints) assembling full_pose when a writer leaves it out
-    ("global_orient", 1), ("body_pose", 21), ("jaw_pose", 1), ("leye_pose", 1),
-    ("reye_pose", 1), ("left_hand_pose", 15), ("right_hand_pose", 15),
+    ("global_orient", 1),
+    ("body_pose", 21),
+    ("jaw_pose", 1),
+    ("leye_pose", 1),
+    ("reye_pose", 1),
+    ("left_hand_pose", 15),
+    ("right_hand_pose", 15),
 )
 
 
@@ -310,12 +323,17 @@ def read_result(path: str | os.PathLike) -> ResultData:
     if names is not None and tuple(names) != JOINT_NAMES:
         raise PixieFormatError(f"{name}: unexpected joint names or joint order in the header")
     conv = header.get("conventions") or {}
-    expected = {"frame": "pixie", "rotation": "matrix_column_vectors_relative", "units": "m",
-                "hand_mean": "flat"}
+    expected = {
+        "frame": "pixie",
+        "rotation": "matrix_column_vectors_relative",
+        "units": "m",
+        "hand_mean": "flat",
+    }
     for key, want in expected.items():
         if key in conv and conv[key] != want:
-            raise PixieFormatError(f"{name}: unsupported convention {key}={conv[key]!r} "
-                                   f"(this add-on reads {want!r})")
+            raise PixieFormatError(
+                f"{name}: unsupported convention {key}={conv[key]!r} (this add-on reads {want!r})"
+            )
     try:
         sha = header["model"]["package"]["sha256"]
     except (KeyError, TypeError):
@@ -347,10 +365,16 @@ def read_result(path: str | os.PathLike) -> ResultData:
             _require_shape(arc, part, (P, n, 3, 3))
             to_load.append(part)
     optional = {
-        "pose_correctives": ((P, V, 3), "f"), "joints_rest": ((P, NUM_JOINTS, 3), "f"),
-        "moderator_weights": ((P, 3, 2), "f"), "bbox": ((P, 4), "f"), "cam": ((P, 3), "f"),
-        "light": ((P, 9, 3), "f"), "tex": ((P, None), "f"), "keypoints_2d": ((P, None, 2), "f"),
-        "albedo_uv": ((P, None, None, 3), "u8"), "displacement_uv": ((P, None, None), "f"),
+        "pose_correctives": ((P, V, 3), "f"),
+        "joints_rest": ((P, NUM_JOINTS, 3), "f"),
+        "moderator_weights": ((P, 3, 2), "f"),
+        "bbox": ((P, 4), "f"),
+        "cam": ((P, 3), "f"),
+        "light": ((P, 9, 3), "f"),
+        "tex": ((P, None), "f"),
+        "keypoints_2d": ((P, None, 2), "f"),
+        "albedo_uv": ((P, None, None, 3), "u8"),
+        "displacement_uv": ((P, None, None), "f"),
     }
     for opt, (shape, kind) in optional.items():
         if arc.has(opt):
@@ -490,11 +514,18 @@ def read_package(path: str | os.PathLike) -> PackageData:
     if tuple(int(p) for p in small["parents"]) != PARENTS:
         raise PixieFormatError(f"{name}: the kinematic tree (parents) is not SMPL-X's")
     return PackageData(
-        path=path, header=header, content_sha256=sha, num_vertices=V, num_faces=F, num_betas=B,
-        has_uv=has_uv, parents=small["parents"].astype(np.int32),
+        path=path,
+        header=header,
+        content_sha256=sha,
+        num_vertices=V,
+        num_faces=F,
+        num_betas=B,
+        has_uv=has_uv,
+        parents=small["parents"].astype(np.int32),
         joints_template=small["joints_template"].astype(np.float64),
         joints_shapedirs=small["joints_shapedirs"].astype(np.float64),
-        joints_exprdirs=small["joints_exprdirs"].astype(np.float64), _arc=arc,
+        joints_exprdirs=small["joints_exprdirs"].astype(np.float64),
+        _arc=arc,
     )
 
 
@@ -503,9 +534,13 @@ def package_cache_path(cache_dir: str | os.PathLike, content_sha256: str) -> Pat
     return Path(cache_dir) / "packages" / f"{content_sha256}.npz"
 
 
-def find_package_by_hash(want: str, directories: Iterable[str | os.PathLike] = (),
-                         cache_dirs: Iterable[str | os.PathLike] = (),
-                         file_name: str | None = None, context: str = "") -> PackageData:
+def find_package_by_hash(
+    want: str,
+    directories: Iterable[str | os.PathLike] = (),
+    cache_dirs: Iterable[str | os.PathLike] = (),
+    file_name: str | None = None,
+    context: str = "",
+) -> PackageData:
     """Find and validate the model package with content hash ``want``: in each of
     ``directories`` (by ``file_name``, then any ``smplx_package_<hash12>*.npz``), then in each
     cache directory."""
@@ -528,8 +563,10 @@ def find_package_by_hash(want: str, directories: Iterable[str | os.PathLike] = (
         if pkg.content_sha256 == want:
             return pkg
         mismatched.append(f"{cand.name} (hash {pkg.content_sha256[:12]})")
-    msg = (f"{context}model package smplx_package_{want[:12]}.npz not found next to the "
-           f"result nor in the add-on cache")
+    msg = (
+        f"{context}model package smplx_package_{want[:12]}.npz not found next to the "
+        f"result nor in the add-on cache"
+    )
     if mismatched:
         msg += f"; found only other packages: {', '.join(mismatched)}"
     msg += ". Copy the package written by the backend next to the result file."
@@ -539,5 +576,10 @@ def find_package_by_hash(want: str, directories: Iterable[str | os.PathLike] = (
 def find_package(result: ResultData, cache_dirs: Iterable[str | os.PathLike] = ()) -> PackageData:
     """Find and validate the model package of ``result``: next to the result file (by the header's
     file name, then any ``smplx_package_<hash12>*.npz``), then in each cache directory."""
-    return find_package_by_hash(result.package_sha256, [result.path.parent], cache_dirs,
-                                file_name=result.package_file, context=f"{result.path.name}: ")
+    return find_package_by_hash(
+        result.package_sha256,
+        [result.path.parent],
+        cache_dirs,
+        file_name=result.package_file,
+        context=f"{result.path.name}: ",
+    )

@@ -26,12 +26,23 @@ class PIXIE_OT_import_result(bpy.types.Operator, ImportHelper):
 
     pose_correctives: EnumProperty(name="Pose Correctives", items=CORRECTIVE_ITEMS, default="BAKED")
     add_camera: BoolProperty(
-        name="Photo Camera", default=True,
-        description="Add an orthographic camera per avatar with the source photo as background")
-    place_on_ground: BoolProperty(name="Stand on Ground", default=True,
-                                  description="Put the lowest point of each avatar at the cursor's height")
-    gap: FloatProperty(name="Spacing", default=0.3, min=0.0, soft_max=3.0, unit="LENGTH",
-                       description="Gap between avatars standing side by side")
+        name="Photo Camera",
+        default=True,
+        description="Add an orthographic camera per avatar with the source photo as background",
+    )
+    place_on_ground: BoolProperty(
+        name="Stand on Ground",
+        default=True,
+        description="Put the lowest point of each avatar at the cursor's height",
+    )
+    gap: FloatProperty(
+        name="Spacing",
+        default=0.3,
+        min=0.0,
+        soft_max=3.0,
+        unit="LENGTH",
+        description="Gap between avatars standing side by side",
+    )
 
     def invoke(self, context, event):
         prefs = get_preferences(context)
@@ -69,9 +80,12 @@ class PIXIE_OT_import_result(bpy.types.Operator, ImportHelper):
             return {"CANCELLED"}
         prefs = get_preferences(context)
         options = ImportOptions(
-            pose_correctives=self.pose_correctives, add_camera=self.add_camera,
-            place_on_ground=self.place_on_ground, gap=self.gap,
-            use_cache=True if prefs is None else prefs.use_template_cache)
+            pose_correctives=self.pose_correctives,
+            add_camera=self.add_camera,
+            place_on_ground=self.place_on_ground,
+            gap=self.gap,
+            use_cache=True if prefs is None else prefs.use_template_cache,
+        )
         try:
             rep = build_many(context, paths, options)
         except PixieFormatError as exc:
@@ -84,8 +98,11 @@ class PIXIE_OT_import_result(bpy.types.Operator, ImportHelper):
         for w in rep.warnings[:8]:
             self.report({"WARNING"}, w)
         n = len(rep.rigs)
-        self.report({"INFO"}, f"Imported {n} avatar{'s' if n != 1 else ''} from {len(paths)} "
-                              f"file{'s' if len(paths) != 1 else ''} in {rep.seconds:.2f} s")
+        self.report(
+            {"INFO"},
+            f"Imported {n} avatar{'s' if n != 1 else ''} from {len(paths)} "
+            f"file{'s' if len(paths) != 1 else ''} in {rep.seconds:.2f} s",
+        )
         return {"FINISHED"}
 
 

@@ -66,8 +66,13 @@ def armatures_edit_mode(context, objects: list[bpy.types.Object]):
         o.select_set(True, view_layer=view_layer)
     view_layer.objects.active = objects[0]
     try:
-        with context.temp_override(**override, active_object=objects[0], object=objects[0],
-                                   selected_objects=list(objects), selected_editable_objects=list(objects)):
+        with context.temp_override(
+            **override,
+            active_object=objects[0],
+            object=objects[0],
+            selected_objects=list(objects),
+            selected_editable_objects=list(objects),
+        ):
             _mode_set("EDIT")
         yield
     finally:
@@ -85,8 +90,9 @@ def armatures_edit_mode(context, objects: list[bpy.types.Object]):
                 _mode_set("POSE")
 
 
-def write_edit_bones(arm: bpy.types.Armature, heads: np.ndarray, lengths: np.ndarray,
-                     create: bool = False) -> None:
+def write_edit_bones(
+    arm: bpy.types.Armature, heads: np.ndarray, lengths: np.ndarray, create: bool = False
+) -> None:
     """Set (or create) ``root`` and the 55 bones: head at ``heads[k]``, tail +Z, roll 0.
     Must be called in edit mode."""
     ebs = arm.edit_bones
@@ -110,8 +116,9 @@ def write_edit_bones(arm: bpy.types.Armature, heads: np.ndarray, lengths: np.nda
         eb.roll = 0.0
 
 
-def create_armature(context, name: str, collection: bpy.types.Collection, heads: np.ndarray,
-                    lengths: np.ndarray) -> bpy.types.Object:
+def create_armature(
+    context, name: str, collection: bpy.types.Collection, heads: np.ndarray, lengths: np.ndarray
+) -> bpy.types.Object:
     arm = bpy.data.armatures.new(name)
     arm.display_type = "OCTAHEDRAL"
     ob = bpy.data.objects.new(name, arm)

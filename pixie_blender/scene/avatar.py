@@ -54,8 +54,20 @@ class BuildReport:
     right_edge: float = 0.0  # largest x (world) of the avatars built, for placing the next file
 
 
-_ID_COLLECTIONS = ("objects", "meshes", "armatures", "materials", "images", "cameras",
-                   "collections", "libraries", "actions", "shape_keys", "node_groups", "textures")
+_ID_COLLECTIONS = (
+    "objects",
+    "meshes",
+    "armatures",
+    "materials",
+    "images",
+    "cameras",
+    "collections",
+    "libraries",
+    "actions",
+    "shape_keys",
+    "node_groups",
+    "textures",
+)
 
 
 def snapshot_ids() -> dict[str, set[int]]:
@@ -110,9 +122,13 @@ def prepare(result_path: str | os.PathLike, options: ImportOptions) -> PreparedI
         result.persons = keep
     cache_dir = resolve_cache_dir(options)
     package = find_package(result, [cache_dir] if cache_dir else [])
-    plans = body_model.person_plans(result, package, num_shape_keys=options.num_shape_keys,
-                                    with_camera=options.add_camera,
-                                    need_correctives=options.pose_correctives == "BAKED")
+    plans = body_model.person_plans(
+        result,
+        package,
+        num_shape_keys=options.num_shape_keys,
+        with_camera=options.add_camera,
+        need_correctives=options.pose_correctives == "BAKED",
+    )
     return PreparedImport(result, package, plans, cache_dir)
 
 
@@ -133,8 +149,9 @@ def _set_metadata(ob: bpy.types.Object, md: dict) -> None:
         ob[k] = v
 
 
-def build_from_prepared(context, prep: PreparedImport, options: ImportOptions,
-                        right_of: float | None = None) -> BuildReport:
+def build_from_prepared(
+    context, prep: PreparedImport, options: ImportOptions, right_of: float | None = None
+) -> BuildReport:
     """Build the avatars of one prepared result. The first avatar's pelvis stands at
     ``options.location`` (default: the 3D cursor), or, with ``right_of``, the group starts
     ``options.gap`` to the right of that x."""
@@ -144,52 +161,67 @@ def build_from_prepared(context, prep: PreparedImport, options: ImportOptions,
     for p in plans:
         report.warnings += [f"{p.name}: {w}" for w in p.warnings]
     offsets = body_model.layout_offsets(plans, gap=options.gap, ground=options.place_on_ground)
-    origin = np.array(options.location if options.location is not None
-                      else tuple(context.scene.cursor.location), dtype=np.float64)
-    left = min(off[0] + p.extent_x[0] for off, p in zip(offsets, plans))
-    right = max(off[0] + p.extent_x[1] for off, p in zip(offsets, plans))
+    origin = np.array(
+        options.location if options.location is not None else tuple(context.scene.cursor.location),
+        dtype=np.float64,
+    )
+    left = min(off[0] + p.extent_x[0] for off, p in zip(offsets, plans, strict=True))
+    right = max(off[0] + p.extent_x[1] for off, p in zip(offsets, plans, strict=True))
     if right_of is not None:
         origin[0] = right_of + options.gap - left
     report.right_edge = float(origin[0] + right)
     image_path = prep.result.find_source_image() if options.add_camera else None
     if options.add_camera and image_path is None:
-        report.warnings.append(f"source photo {prep.result.source.get('path')!r} not found; "
-                               "camera added without background")
-    num_shape = prep.package.num_betas if options.num_shape_keys is None else min(
-        options.num_shape_keys, prep.package.num_betas)
+        report.warnings.append(
+            f"source photo {prep.result.source.get('path')!r} not found; camera added without background"
+        )
+    num_shape = (
+        prep.package.num_betas
+        if options.num_shape_keys is None
+        else min(options.num_shape_keys, prep.package.num_betas)
+    )
 
     snap = snapshot_ids()
     try:
         armature.ensure_object_mode(context)
         coll = _import_collection(context, prep.result.source_name)
         src = template_cache.TemplateSource(
-            context, prep.package, num_shape=num_shape,
-            live_correctives=options.pose_correctives == "LIVE", cache_dir=prep.cache_dir)
+            context,
+            prep.package,
+            num_shape=num_shape,
+            live_correctives=options.pose_correctives == "LIVE",
+            cache_dir=prep.cache_dir,
+        )
         pairs = src.instances(len(plans), coll)
         report.template_built = src.built
 
-        for plan, (arm_ob, body) in zip(plans, pairs):
+        for plan, (arm_ob, body) in zip(plans, pairs, strict=True):
             arm_ob.name = plan.name
             arm_ob.data.name = f"{plan.name}_rig"
             body.name = f"{plan.name}_body"
             body.data.name = f"{plan.name}_body"
             body.data.shape_keys.name = f"{plan.name}_keys"
         armature.set_rest_joints(
-            context, [(arm_ob, plan.bone_heads, body_model.bone_lengths())
-                      for plan, (arm_ob, _b) in zip(plans, pairs)])
+            context,
+            [
+                (arm_ob, plan.bone_heads, body_model.bone_lengths())
+                for plan, (arm_ob, _b) in zip(plans, pairs, strict=True)
+            ],
+        )
 
         cams = []
-        for plan, (arm_ob, body), off in zip(plans, pairs, offsets):
+        for plan, (arm_ob, body), off in zip(plans, pairs, offsets, strict=True):
             armature.set_pose(arm_ob, plan.quaternions)
             names = shape_keys.shape_key_names(num_shape) + shape_keys.expression_key_names()
             values = np.concatenate([plan.betas[:num_shape], plan.expression])
-            shape_keys.set_values(body.data, dict(zip(names, values.tolist())))
+            shape_keys.set_values(body.data, dict(zip(names, values.tolist(), strict=True)))
             arm_ob["_pixie_joint_state"] = values.astype(np.float32)
             if options.pose_correctives == "BAKED" and plan.pose_correctives is not None:
                 shape_keys.set_baked_correctives(body, plan.pose_correctives)
             arm_ob.location = tuple(origin + off)
-            mat = materials.create_material(f"{plan.name}_skin", plan.albedo_uv, plan.displacement_uv,
-                                            image_prefix=plan.name)
+            mat = materials.create_material(
+                f"{plan.name}_skin", plan.albedo_uv, plan.displacement_uv, image_prefix=plan.name
+            )
             body.data.materials.clear()
             body.data.materials.append(mat)
             md = dict(plan.metadata)
@@ -197,12 +229,18 @@ def build_from_prepared(context, prep: PreparedImport, options: ImportOptions,
             arm_ob["pixie_role"] = "rig"
             _set_metadata(arm_ob, md)
             body["pixie_role"] = "body"
-            for k in ("pixie_source_name", "pixie_package_sha256", "pixie_person_index",
-                      "pixie_format_version", "pixie_synthetic"):
+            for k in (
+                "pixie_source_name",
+                "pixie_package_sha256",
+                "pixie_person_index",
+                "pixie_format_version",
+                "pixie_synthetic",
+            ):
                 body[k] = md[k]
             if plan.camera is not None:
-                cams.append(camera.create_camera(f"{plan.name}_camera", plan.camera, arm_ob, coll,
-                                                 image_path))
+                cams.append(
+                    camera.create_camera(f"{plan.name}_camera", plan.camera, arm_ob, coll, image_path)
+                )
             report.rigs.append(arm_ob)
 
         if cams and options.set_scene_camera and context.scene.camera is None:

@@ -9,8 +9,13 @@ import bpy
 from ..io.convert import CameraPlan
 
 
-def create_camera(name: str, plan: CameraPlan, parent: bpy.types.Object,
-                  collection: bpy.types.Collection, image_path: Path | None = None) -> bpy.types.Object:
+def create_camera(
+    name: str,
+    plan: CameraPlan,
+    parent: bpy.types.Object,
+    collection: bpy.types.Collection,
+    image_path: Path | None = None,
+) -> bpy.types.Object:
     """A camera parented to the avatar's armature object (so the overlay survives moving the
     avatar), with the photo as its background image when available."""
     cam = bpy.data.cameras.new(name)

@@ -46,13 +46,23 @@ def auto_enabled() -> bool:
 
 
 def is_avatar_rig(ob) -> bool:
-    return (ob is not None and ob.type == "ARMATURE" and ob.get("pixie_role") == "rig"
-            and "_pixie_joints_template" in ob.data)
+    return (
+        ob is not None
+        and ob.type == "ARMATURE"
+        and ob.get("pixie_role") == "rig"
+        and "_pixie_joints_template" in ob.data
+    )
 
 
 def rig_body(arm: bpy.types.Object):
-    return next((c for c in arm.children if c.type == "MESH" and c.get("pixie_role") == "body"
-                 and c.data.shape_keys is not None), None)
+    return next(
+        (
+            c
+            for c in arm.children
+            if c.type == "MESH" and c.get("pixie_role") == "body" and c.data.shape_keys is not None
+        ),
+        None,
+    )
 
 
 def current_state(arm: bpy.types.Object, body: bpy.types.Object) -> np.ndarray:
@@ -67,7 +77,8 @@ def shaped_joints(arm: bpy.types.Object, state: np.ndarray) -> np.ndarray:
     Jt = np.asarray(arm.data["_pixie_joints_template"], dtype=np.float64).reshape(NUM_JOINTS, 3)
     Js = np.asarray(arm.data["_pixie_joints_shapedirs"], dtype=np.float64).reshape(NUM_JOINTS, 3, K)
     Je = np.asarray(arm.data["_pixie_joints_exprdirs"], dtype=np.float64).reshape(
-        NUM_JOINTS, 3, NUM_EXPRESSION)
+        NUM_JOINTS, 3, NUM_EXPRESSION
+    )
     J = convert.shaped_joints(Jt, Js, Je, state[:K], state[K:])
     return convert.smplx_to_blender(J)
 
@@ -97,7 +108,7 @@ def update_joints(context, rigs) -> int:
     if not items:
         return 0
     armature.set_rest_joints(context, items)
-    for (arm, _h, _l), state in zip(items, states):
+    for (arm, _h, _l), state in zip(items, states, strict=True):
         arm["_pixie_joint_state"] = state.astype(np.float32)
     return len(items)
 
@@ -126,8 +137,13 @@ def _on_shape_key_value():
 
 def subscribe() -> None:
     bpy.msgbus.clear_by_owner(_OWNER)
-    bpy.msgbus.subscribe_rna(key=(bpy.types.ShapeKey, "value"), owner=_OWNER, args=(),
-                             notify=_on_shape_key_value, options={"PERSISTENT"})
+    bpy.msgbus.subscribe_rna(
+        key=(bpy.types.ShapeKey, "value"),
+        owner=_OWNER,
+        args=(),
+        notify=_on_shape_key_value,
+        options={"PERSISTENT"},
+    )
 
 
 @persistent

@@ -32,8 +32,12 @@ def _node(nodes, type_name: str, location: tuple[float, float]):
     return n
 
 
-def create_material(name: str, albedo_uv: np.ndarray | None = None,
-                    displacement_uv: np.ndarray | None = None, image_prefix: str | None = None) -> bpy.types.Material:
+def create_material(
+    name: str,
+    albedo_uv: np.ndarray | None = None,
+    displacement_uv: np.ndarray | None = None,
+    image_prefix: str | None = None,
+) -> bpy.types.Material:
     """Principled BSDF (skin tone), Base Color from ``albedo_uv`` and a Displacement node fed by
     ``displacement_uv`` (metres, midlevel 0) when given; images ``<prefix>_albedo`` and
     ``<prefix>_displacement`` are packed into the .blend."""
@@ -45,9 +49,11 @@ def create_material(name: str, albedo_uv: np.ndarray | None = None,
     nt = mat.node_tree
     nodes, links = nt.nodes, nt.links
     out = next((n for n in nodes if n.type == "OUTPUT_MATERIAL"), None) or _node(
-        nodes, "ShaderNodeOutputMaterial", (300, 0))
+        nodes, "ShaderNodeOutputMaterial", (300, 0)
+    )
     bsdf = next((n for n in nodes if n.type == "BSDF_PRINCIPLED"), None) or _node(
-        nodes, "ShaderNodeBsdfPrincipled", (0, 0))
+        nodes, "ShaderNodeBsdfPrincipled", (0, 0)
+    )
     if not bsdf.outputs["BSDF"].is_linked:
         links.new(bsdf.outputs["BSDF"], out.inputs["Surface"])
     bsdf.inputs["Base Color"].default_value = SKIN_RGBA

@@ -27,9 +27,15 @@ POSE_SLIDER = 2.0  # entries of R − I lie in [−2, 2]
 
 # R − I for a unit quaternion (w, x, y, z), row-major; simple expressions (no Python needed)
 _R_MINUS_I = (
-    ("-2*(y*y+z*z)", "yz"), ("2*(x*y-w*z)", "wxyz"), ("2*(x*z+w*y)", "wxyz"),
-    ("2*(x*y+w*z)", "wxyz"), ("-2*(x*x+z*z)", "xz"), ("2*(y*z-w*x)", "wxyz"),
-    ("2*(x*z-w*y)", "wxyz"), ("2*(y*z+w*x)", "wxyz"), ("-2*(x*x+y*y)", "xy"),
+    ("-2*(y*y+z*z)", "yz"),
+    ("2*(x*y-w*z)", "wxyz"),
+    ("2*(x*z+w*y)", "wxyz"),
+    ("2*(x*y+w*z)", "wxyz"),
+    ("-2*(x*x+z*z)", "xz"),
+    ("2*(y*z-w*x)", "wxyz"),
+    ("2*(x*z-w*y)", "wxyz"),
+    ("2*(y*z+w*x)", "wxyz"),
+    ("-2*(x*x+y*y)", "xy"),
 )
 _ROT_CHANNEL = {"w": "ROT_W", "x": "ROT_X", "y": "ROT_Y", "z": "ROT_Z"}
 
@@ -51,13 +57,15 @@ def add_blend_shape_keys(ob: bpy.types.Object, plan: TemplatePlan) -> None:
     base = plan.vertices.astype(np.float32)
     basis = ob.shape_key_add(name=BASIS, from_mix=False)
     basis.points.foreach_set("co", base.ravel())
-    groups = [(shape_key_names(plan.shape_offsets.shape[0]), plan.shape_offsets, DEFAULT_SLIDER),
-              (expression_key_names(), plan.expression_offsets, DEFAULT_SLIDER)]
+    groups = [
+        (shape_key_names(plan.shape_offsets.shape[0]), plan.shape_offsets, DEFAULT_SLIDER),
+        (expression_key_names(), plan.expression_offsets, DEFAULT_SLIDER),
+    ]
     if plan.pose_offsets is not None:
         groups.append((pose_key_names(), plan.pose_offsets, POSE_SLIDER))
     limits = [0.0]
     for names, offsets, lim in groups:
-        for name, off in zip(names, offsets):
+        for name, off in zip(names, offsets, strict=True):
             kb = ob.shape_key_add(name=name, from_mix=False)
             kb.points.foreach_set("co", (base + off).ravel())
         limits += [lim] * len(names)
@@ -73,7 +81,7 @@ def key_values(me: bpy.types.Mesh) -> dict[str, float]:
     kbs = me.shape_keys.key_blocks
     vals = np.empty(len(kbs), dtype=np.float32)
     kbs.foreach_get("value", vals)
-    return {kb.name: float(v) for kb, v in zip(kbs, vals)}
+    return {kb.name: float(v) for kb, v in zip(kbs, vals, strict=True)}
 
 
 def read_values(me: bpy.types.Mesh, names: list[str]) -> np.ndarray:

@@ -7,8 +7,9 @@ import bpy
 import numpy as np
 
 
-def fill_vertex_groups(ob: bpy.types.Object, names, rows: np.ndarray, cols: np.ndarray,
-                       values: np.ndarray) -> None:
+def fill_vertex_groups(
+    ob: bpy.types.Object, names, rows: np.ndarray, cols: np.ndarray, values: np.ndarray
+) -> None:
     """Create one vertex group per name and write the non-zero weights ``(rows, cols, values)``
     (sorted by vertex). Call before shape keys exist: the bmesh round trip is cheapest then."""
     base = len(ob.vertex_groups)
@@ -24,7 +25,7 @@ def fill_vertex_groups(ob: bpy.types.Object, names, rows: np.ndarray, cols: np.n
         bm.from_mesh(me)
         deform = bm.verts.layers.deform.verify()
         k = 0
-        for vert, n in zip(bm.verts, counts):
+        for vert, n in zip(bm.verts, counts, strict=True):
             dv = vert[deform]
             for t in range(k, k + n):
                 dv[groups[t]] = vals[t]

@@ -95,11 +95,11 @@ def cache_size(cache_dir: Path) -> int:
     return total
 
 
-def build_template(context, plan: body_model.TemplatePlan, collection: bpy.types.Collection,
-                   key: str) -> tuple[bpy.types.Object, bpy.types.Object]:
+def build_template(
+    context, plan: body_model.TemplatePlan, collection: bpy.types.Collection, key: str
+) -> tuple[bpy.types.Object, bpy.types.Object]:
     """Build the template avatar (armature at the template joints, skinned mesh, keys)."""
-    arm_ob = armature.create_armature(context, TEMPLATE_RIG, collection, plan.bone_heads,
-                                      plan.bone_lengths)
+    arm_ob = armature.create_armature(context, TEMPLATE_RIG, collection, plan.bone_heads, plan.bone_lengths)
     arm = arm_ob.data
     arm[KEY_PROP] = key
     arm["_pixie_joints_template"] = plan.joints_template.astype(np.float32).ravel()
@@ -112,8 +112,9 @@ def build_template(context, plan: body_model.TemplatePlan, collection: bpy.types
     body = bpy.data.objects.new(TEMPLATE_BODY, me)
     collection.objects.link(body)
     body.parent = arm_ob
-    skinning.fill_vertex_groups(body, list(JOINT_NAMES), plan.weight_rows, plan.weight_cols,
-                                plan.weight_values)
+    skinning.fill_vertex_groups(
+        body, list(JOINT_NAMES), plan.weight_rows, plan.weight_cols, plan.weight_values
+    )
     mod = body.modifiers.new("Armature", "ARMATURE")
     mod.object = arm_ob
     mod.use_vertex_groups = True
@@ -158,9 +159,15 @@ def load_template(path: Path, key: str, num_vertices: int):
                 bpy.data.libraries.remove(lib)
     arm_ob = next((o for o in objs if o.type == "ARMATURE"), None)
     body = next((o for o in objs if o.type == "MESH"), None)
-    ok = (arm_ob is not None and body is not None and arm_ob.data.get(KEY_PROP) == key
-          and body.data.get(KEY_PROP) == key and len(body.data.vertices) == num_vertices
-          and body.parent == arm_ob and body.data.shape_keys is not None)
+    ok = (
+        arm_ob is not None
+        and body is not None
+        and arm_ob.data.get(KEY_PROP) == key
+        and body.data.get(KEY_PROP) == key
+        and len(body.data.vertices) == num_vertices
+        and body.parent == arm_ob
+        and body.data.shape_keys is not None
+    )
     if not ok:
         remove_objects(objs)
         return None
@@ -200,8 +207,9 @@ def remove_objects(objs) -> None:
 class TemplateSource:
     """Hands out one fresh (armature, mesh) pair per person for a package and options."""
 
-    def __init__(self, context, package: PackageData, *, num_shape: int, live_correctives: bool,
-                 cache_dir: Path | None):
+    def __init__(
+        self, context, package: PackageData, *, num_shape: int, live_correctives: bool, cache_dir: Path | None
+    ):
         self.context = context
         self.package = package
         self.num_shape = num_shape
@@ -239,8 +247,7 @@ class TemplateSource:
     def _build(self, collection):
         if not self.package.verified:
             self.package.verify()
-        plan = body_model.template_plan(self.package, num_shape_keys=self.num_shape,
-                                        with_pose_keys=self.live)
+        plan = body_model.template_plan(self.package, num_shape_keys=self.num_shape, with_pose_keys=self.live)
         arm_ob, body = build_template(self.context, plan, collection, self.key)
         self.built = True
         if self.path is not None:

@@ -96,7 +96,7 @@ class PIXIE_PT_shape(bpy.types.Panel):
             col = layout.column(align=True)
             shown = 0
             for kb in kbs:
-                if kb.name.startswith(prefix) and kb.name[len(prefix):].isdigit():
+                if kb.name.startswith(prefix) and kb.name[len(prefix) :].isdigit():
                     col.prop(kb, "value", text=kb.name, slider=True)
                     shown += 1
                     if shown >= 10 and not show_all:

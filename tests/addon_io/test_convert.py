@@ -48,8 +48,9 @@ def test_axis_mapping_is_the_bone_frame():
     np.testing.assert_allclose(convert.smplx_to_blender(p), p @ convert.SMPLX_TO_BLENDER.T)
     np.testing.assert_allclose(convert.blender_to_smplx(convert.smplx_to_blender(p)), p)
     # the mapping is +90° about X, the frame of a bone with a +Z tail and roll 0
-    np.testing.assert_allclose(convert.SMPLX_TO_BLENDER, axis_angle_to_matrix(np.array([np.pi / 2, 0, 0])),
-                               atol=1e-15)
+    np.testing.assert_allclose(
+        convert.SMPLX_TO_BLENDER, axis_angle_to_matrix(np.array([np.pi / 2, 0, 0])), atol=1e-15
+    )
 
 
 def test_upright_fix_about_the_pelvis():
@@ -61,7 +62,9 @@ def test_upright_fix_about_the_pelvis():
     up = convert.pixie_to_upright(v, j0)
     expected = (x - j0) @ convert.upright_global_orient(R0).T + j0
     np.testing.assert_allclose(up, expected, atol=1e-12)
-    np.testing.assert_allclose(convert.pixie_to_blender(v, j0), convert.smplx_to_blender(expected), atol=1e-12)
+    np.testing.assert_allclose(
+        convert.pixie_to_blender(v, j0), convert.smplx_to_blender(expected), atol=1e-12
+    )
 
 
 def test_pose_feature_layout():

@@ -57,15 +57,22 @@ def test_full_pose_assembled_from_parts(fake, tmp_path):
 
 
 def test_unknown_arrays_are_ignored(fake, tmp_path):
-    p = rewrite_result(fake.result_path, tmp_path / "extra.pixie.npz", replace={"future_thing": np.ones(3)},
-                       header_update={"future_key": {"a": 1}, "version": "1.3"})
+    p = rewrite_result(
+        fake.result_path,
+        tmp_path / "extra.pixie.npz",
+        replace={"future_thing": np.ones(3)},
+        header_update={"future_key": {"a": 1}, "version": "1.3"},
+    )
     assert len(schema.read_result(p).persons) == 2
 
 
 def test_nan_informational_arrays_are_dropped(fake, tmp_path):
     """The backend writes NaN moderator weights when the moderator did not run."""
-    p = rewrite_result(fake.result_path, tmp_path / "nanmod.pixie.npz",
-                       replace={"moderator_weights": np.full((2, 3, 2), np.nan, np.float32)})
+    p = rewrite_result(
+        fake.result_path,
+        tmp_path / "nanmod.pixie.npz",
+        replace={"moderator_weights": np.full((2, 3, 2), np.nan, np.float32)},
+    )
     r = schema.read_result(p)
     assert r.persons[0].moderator_weights is None
 
@@ -73,33 +80,62 @@ def test_nan_informational_arrays_are_dropped(fake, tmp_path):
 def _bad_cases(fake, d: Path):
     """(file, substring of the error) for every way a result file can be bad."""
     cases = {}
-    cases["wrong_version"] = (rewrite_result(fake.result_path, d / "v2.pixie.npz", header_update={"version": 2}),
-                              "version 2 is not supported")
-    cases["missing_betas"] = (rewrite_result(fake.result_path, d / "nob.pixie.npz", drop=("betas",)),
-                              "'betas' is missing")
-    cases["missing_vertices"] = (rewrite_result(fake.result_path, d / "nov.pixie.npz", drop=("vertices",)),
-                                 "'vertices' is missing")
-    cases["missing_pose"] = (rewrite_result(fake.result_path, d / "nop.pixie.npz",
-                                            drop=("full_pose", "body_pose")), "'body_pose' is missing")
-    cases["bad_shape"] = (rewrite_result(fake.result_path, d / "shape.pixie.npz",
-                                         replace={"expression": np.zeros((2, 10), np.float32)}),
-                          "'expression' has shape")
-    cases["nan"] = (rewrite_result(fake.result_path, d / "nan.pixie.npz",
-                                   replace={"betas": np.full((2, 200), np.nan, np.float32)}), "NaN")
+    cases["wrong_version"] = (
+        rewrite_result(fake.result_path, d / "v2.pixie.npz", header_update={"version": 2}),
+        "version 2 is not supported",
+    )
+    cases["missing_betas"] = (
+        rewrite_result(fake.result_path, d / "nob.pixie.npz", drop=("betas",)),
+        "'betas' is missing",
+    )
+    cases["missing_vertices"] = (
+        rewrite_result(fake.result_path, d / "nov.pixie.npz", drop=("vertices",)),
+        "'vertices' is missing",
+    )
+    cases["missing_pose"] = (
+        rewrite_result(fake.result_path, d / "nop.pixie.npz", drop=("full_pose", "body_pose")),
+        "'body_pose' is missing",
+    )
+    cases["bad_shape"] = (
+        rewrite_result(
+            fake.result_path, d / "shape.pixie.npz", replace={"expression": np.zeros((2, 10), np.float32)}
+        ),
+        "'expression' has shape",
+    )
+    cases["nan"] = (
+        rewrite_result(
+            fake.result_path, d / "nan.pixie.npz", replace={"betas": np.full((2, 200), np.nan, np.float32)}
+        ),
+        "NaN",
+    )
     fp = fake.params["full_pose"].copy()
     fp[0, 3] *= 2.0
-    cases["not_rotations"] = (rewrite_result(fake.result_path, d / "rot.pixie.npz", replace={"full_pose": fp}),
-                              "rotation matrices")
-    cases["no_person"] = (rewrite_result(fake.result_path, d / "none.pixie.npz", header_update={"num_persons": 0}),
-                          "no person was found")
-    cases["joint_order"] = (rewrite_result(fake.result_path, d / "order.pixie.npz",
-                                           header_update={"joint_names": list(reversed(JOINT_NAMES))}),
-                            "joint order")
-    cases["convention"] = (rewrite_result(fake.result_path, d / "conv.pixie.npz",
-                                          header_update={"conventions": {"frame": "opengl"}}),
-                           "unsupported convention")
-    cases["no_package_ref"] = (rewrite_result(fake.result_path, d / "noref.pixie.npz", header_update={"model": {}}),
-                               "does not name its model package")
+    cases["not_rotations"] = (
+        rewrite_result(fake.result_path, d / "rot.pixie.npz", replace={"full_pose": fp}),
+        "rotation matrices",
+    )
+    cases["no_person"] = (
+        rewrite_result(fake.result_path, d / "none.pixie.npz", header_update={"num_persons": 0}),
+        "no person was found",
+    )
+    cases["joint_order"] = (
+        rewrite_result(
+            fake.result_path,
+            d / "order.pixie.npz",
+            header_update={"joint_names": list(reversed(JOINT_NAMES))},
+        ),
+        "joint order",
+    )
+    cases["convention"] = (
+        rewrite_result(
+            fake.result_path, d / "conv.pixie.npz", header_update={"conventions": {"frame": "opengl"}}
+        ),
+        "unsupported convention",
+    )
+    cases["no_package_ref"] = (
+        rewrite_result(fake.result_path, d / "noref.pixie.npz", header_update={"model": {}}),
+        "does not name its model package",
+    )
     data = fake.result_path.read_bytes()
     (d / "truncated.pixie.npz").write_bytes(data[: len(data) // 2])
     cases["corrupt_zip"] = (d / "truncated.pixie.npz", "corrupt")
@@ -119,10 +155,27 @@ def _bad_cases(fake, d: Path):
     return cases
 
 
-BAD_CASES = ["wrong_version", "missing_betas", "missing_vertices", "missing_pose", "bad_shape", "nan",
-             "not_rotations", "no_person", "joint_order", "convention", "no_package_ref", "corrupt_zip",
-             "not_a_zip", "no_header", "header_not_json", "foreign_format", "package_not_result",
-             "missing_file", "pickled_header"]
+BAD_CASES = [
+    "wrong_version",
+    "missing_betas",
+    "missing_vertices",
+    "missing_pose",
+    "bad_shape",
+    "nan",
+    "not_rotations",
+    "no_person",
+    "joint_order",
+    "convention",
+    "no_package_ref",
+    "corrupt_zip",
+    "not_a_zip",
+    "no_header",
+    "header_not_json",
+    "foreign_format",
+    "package_not_result",
+    "missing_file",
+    "pickled_header",
+]
 
 
 @pytest.fixture(scope="module")
@@ -173,14 +226,17 @@ def test_damaged_package_content_detected(fake, tmp_path):
         pkg.verify()
 
 
-@pytest.mark.parametrize("mutation, needle", [
-    ({"drop": "posedirs"}, "'posedirs' is missing"),
-    ({"drop": "uv_faces"}, "'uv_faces' is missing"),
-    ({"parents": True}, "kinematic tree"),
-    ({"header": {"version": 7}}, "version 7"),
-    ({"header": {"content_sha256": "xyz"}}, "content_sha256"),
-    ({"weights_shape": True}, "'weights' has shape"),
-])
+@pytest.mark.parametrize(
+    "mutation, needle",
+    [
+        ({"drop": "posedirs"}, "'posedirs' is missing"),
+        ({"drop": "uv_faces"}, "'uv_faces' is missing"),
+        ({"parents": True}, "kinematic tree"),
+        ({"header": {"version": 7}}, "version 7"),
+        ({"header": {"content_sha256": "xyz"}}, "content_sha256"),
+        ({"weights_shape": True}, "'weights' has shape"),
+    ],
+)
 def test_bad_packages(fake, tmp_path, mutation, needle):
     arrays = dict(fake.package)
     if "drop" in mutation:
@@ -201,8 +257,10 @@ def test_compressed_files_read(tmp_path):
 
 
 def test_io_imports_without_bpy_or_torch():
-    code = ("import sys, pixie_blender, pixie_blender.io.schema, pixie_blender.io.body_model; "
-            "assert 'bpy' not in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)")
+    code = (
+        "import sys, pixie_blender, pixie_blender.io.schema, pixie_blender.io.body_model; "
+        "assert 'bpy' not in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)"
+    )
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
 

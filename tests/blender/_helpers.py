@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 
-ID_COLLECTIONS = ("objects", "meshes", "armatures", "materials", "images", "cameras", "collections",
-                  "libraries", "actions", "shape_keys", "node_groups", "textures", "lights", "scenes",
-                  "worlds")
+ID_COLLECTIONS = (
+    "objects",
+    "meshes",
+    "armatures",
+    "materials",
+    "images",
+    "cameras",
+    "collections",
+    "libraries",
+    "actions",
+    "shape_keys",
+    "node_groups",
+    "textures",
+    "lights",
+    "scenes",
+    "worlds",
+)
 
 
 def id_counts() -> dict[str, int]:

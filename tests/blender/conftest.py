@@ -19,6 +19,7 @@ if not HAVE_BPY:  # pragma: no cover - depends on the environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
+
 def pytest_collection_modifyitems(config, items):
     here = Path(__file__).parent
     for item in items:
@@ -62,8 +63,15 @@ def small(data_dir):
     """One person, small body, with albedo and displacement."""
     from tests.support.fake_result import make_fixture
 
-    return make_fixture(data_dir / "small", variant="small", num_persons=1, seed=11, with_albedo=True,
-                        with_displacement=True, stem="alice")
+    return make_fixture(
+        data_dir / "small",
+        variant="small",
+        num_persons=1,
+        seed=11,
+        with_albedo=True,
+        with_displacement=True,
+        stem="alice",
+    )
 
 
 @pytest.fixture(scope="session")

@@ -167,8 +167,15 @@ def main() -> None:
     from pixie_blender.scene.avatar import ImportOptions, build_avatars
 
     bpy.ops.wm.read_homefile(use_empty=True)
-    fx = make_fixture(tmp / "data", variant="full", num_persons=3, seed=21, stem="group_photo",
-                      image_size=(720, 480), pose_scale=0.8)
+    fx = make_fixture(
+        tmp / "data",
+        variant="full",
+        num_persons=3,
+        seed=21,
+        stem="group_photo",
+        image_size=(720, 480),
+        pose_scale=0.8,
+    )
     rigs = build_avatars(bpy.context, fx.result_path, ImportOptions(cache_dir=str(tmp / "cache")))
     out = ROOT / "docs" / "images"
     print(render_front(rigs, out / "addon_avatars.png"))

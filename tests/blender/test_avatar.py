@@ -8,7 +8,6 @@ import pytest
 from pixie_blender.io import convert, schema
 from pixie_blender.io.constants import JOINT_NAMES, PARENTS
 from pixie_blender.scene.avatar import avatar_camera, avatar_parts, build_avatars
-
 from tests.blender._helpers import armature_space_vertices, expected_vertices
 
 
@@ -75,8 +74,12 @@ def test_shape_key_names_values_and_ranges(alice, small):
     _, body = alice
     kbs = body.data.shape_keys.key_blocks
     names = [kb.name for kb in kbs]
-    expected = (["Basis"] + [f"Shape{i:03d}" for i in range(200)] + [f"Exp{i:03d}" for i in range(50)]
-                + ["PoseCorrectives"])
+    expected = (
+        ["Basis"]
+        + [f"Shape{i:03d}" for i in range(200)]
+        + [f"Exp{i:03d}" for i in range(50)]
+        + ["PoseCorrectives"]
+    )
     assert names == expected
     assert body.data.shape_keys.use_relative
     betas, expr = small.params["betas"][0], small.params["expression"][0]
@@ -104,12 +107,17 @@ def test_shape_key_geometry(alice, small):
 
     basis = co(kbs["Basis"])
     np.testing.assert_allclose(basis, convert.smplx_to_blender(small.package["v_template"]), atol=1e-6)
-    np.testing.assert_allclose(co(kbs["Shape003"]) - basis,
-                               convert.smplx_to_blender(small.package["shapedirs"][:, :, 3]), atol=1e-6)
-    np.testing.assert_allclose(co(kbs["Exp010"]) - basis,
-                               convert.smplx_to_blender(small.package["exprdirs"][:, :, 10]), atol=1e-6)
-    np.testing.assert_allclose(co(kbs["PoseCorrectives"]) - basis,
-                               convert.smplx_to_blender(small.params["pose_correctives"][0]), atol=1e-6)
+    np.testing.assert_allclose(
+        co(kbs["Shape003"]) - basis, convert.smplx_to_blender(small.package["shapedirs"][:, :, 3]), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        co(kbs["Exp010"]) - basis, convert.smplx_to_blender(small.package["exprdirs"][:, :, 10]), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        co(kbs["PoseCorrectives"]) - basis,
+        convert.smplx_to_blender(small.params["pose_correctives"][0]),
+        atol=1e-6,
+    )
 
 
 def test_skin_weights_equal_the_package(alice, small):
@@ -234,7 +242,7 @@ def test_group_photo_side_by_side(bpy_mod, group, opts):
         spans.append((v[:, 0].min(), v[:, 0].max(), rig))
         assert v[:, 2].min() == pytest.approx(0.0, abs=1e-5)  # standing on the ground
     spans.sort(key=lambda s: s[0])
-    for a, b in zip(spans, spans[1:]):
+    for a, b in zip(spans, spans[1:], strict=False):
         assert b[0] - a[1] == pytest.approx(0.3, abs=1e-4)
     # left to right as in the photo
     bx = [s[2]["pixie_bbox"][0] for s in spans]
@@ -294,9 +302,13 @@ def test_operator(bpy_mod, small, group):
     assert "alice" in bpy_mod.data.objects
     # several files at once (as the file browser and drag and drop pass them): side by side
     res = bpy_mod.ops.pixie.import_result(
-        directory=str(small.result_path.parent.parent), add_camera=False,
-        files=[{"name": f"{small.result_path.parent.name}/{small.result_path.name}"},
-               {"name": f"{group.result_path.parent.name}/{group.result_path.name}"}])
+        directory=str(small.result_path.parent.parent),
+        add_camera=False,
+        files=[
+            {"name": f"{small.result_path.parent.name}/{small.result_path.name}"},
+            {"name": f"{group.result_path.parent.name}/{group.result_path.name}"},
+        ],
+    )
     assert res == {"FINISHED"}
     rigs = [o for o in bpy_mod.data.objects if o.get("pixie_role") == "rig"]
     assert len(rigs) == 5

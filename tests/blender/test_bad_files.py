@@ -21,17 +21,22 @@ def bad(small, tmp_path_factory):
     src = small.result_path
     cases = {
         "wrong_version": (rewrite_result(src, d / "v9.pixie.npz", header_update={"version": 9}), "version 9"),
-        "missing_arrays": (rewrite_result(src, d / "nobetas.pixie.npz", drop=("betas",)), "'betas' is missing"),
+        "missing_arrays": (
+            rewrite_result(src, d / "nobetas.pixie.npz", drop=("betas",)),
+            "'betas' is missing",
+        ),
         "not_a_result": (small.package_path, "is a model package"),
-        "no_person": (rewrite_result(src, d / "empty.pixie.npz", header_update={"num_persons": 0}),
-                      "no person was found"),
+        "no_person": (
+            rewrite_result(src, d / "empty.pixie.npz", header_update={"num_persons": 0}),
+            "no person was found",
+        ),
     }
     data = src.read_bytes()
     (d / "corrupt.pixie.npz").write_bytes(data[: len(data) // 3])
     cases["corrupt_zip"] = (d / "corrupt.pixie.npz", "corrupt")
     flipped = bytearray(data)
     mid = len(flipped) // 2
-    flipped[mid: mid + 64] = bytes(64)
+    flipped[mid : mid + 64] = bytes(64)
     (d / "crc.pixie.npz").write_bytes(bytes(flipped))
     cases["damaged_data"] = (d / "crc.pixie.npz", "")
     (d / "text.pixie.npz").write_text("not a result")
@@ -52,8 +57,18 @@ def bad(small, tmp_path_factory):
     return cases
 
 
-CASES = ["wrong_version", "missing_arrays", "not_a_result", "no_person", "corrupt_zip", "damaged_data",
-         "text_file", "other_npz", "missing_package", "package_hash_mismatch"]
+CASES = [
+    "wrong_version",
+    "missing_arrays",
+    "not_a_result",
+    "no_person",
+    "corrupt_zip",
+    "damaged_data",
+    "text_file",
+    "other_npz",
+    "missing_package",
+    "package_hash_mismatch",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -82,7 +97,8 @@ def test_one_bad_file_among_several_builds_nothing(bpy_mod, small, bad):
     before = id_counts()
     with pytest.raises(RuntimeError, match="version 9"):
         bpy_mod.ops.pixie.import_result(
-            directory="/", files=[{"name": str(small.result_path)}, {"name": str(bad["wrong_version"][0])}])
+            directory="/", files=[{"name": str(small.result_path)}, {"name": str(bad["wrong_version"][0])}]
+        )
     assert id_counts() == before
 
 
@@ -104,8 +120,11 @@ def test_failure_while_building_rolls_back(bpy_mod, small, group, monkeypatch, t
     monkeypatch.setattr(avatar.materials, "create_material", flaky)
     before = id_counts()
     with pytest.raises(RuntimeError, match="simulated"):
-        build_many(bpy_mod.context, [small.result_path, group.result_path],
-                   ImportOptions(cache_dir=str(tmp_path / "cache")))
+        build_many(
+            bpy_mod.context,
+            [small.result_path, group.result_path],
+            ImportOptions(cache_dir=str(tmp_path / "cache")),
+        )
     assert calls["n"] == 3
     assert id_counts() == before
     calls["n"] = 0

@@ -30,9 +30,18 @@ def test_addon_tests_pass_on_blender_42(bpy_mod):
     summary = [ln for ln in out.splitlines() if " passed" in ln or " failed" in ln or " error" in ln]
     print(f"bpy 4.2 run: {summary[-1] if summary else out[-500:]}")
     if proc.returncode in (-11, 139) and summary and " failed" not in summary[-1]:
-        pytest.fail(f"the bpy 4.2 tests passed ({summary[-1].strip()}) but the interpreter crashed at exit "
-                    "(segfault): some test or module left a bpy.app.timers function, a msgbus "
-                    "subscription or a thread behind (blender.md §3, exit-time crash)")
+        pytest.fail(
+            f"the bpy 4.2 tests passed ({summary[-1].strip()}) but the interpreter crashed at exit "
+            "(segfault): some test or module left a bpy.app.timers function, a msgbus "
+            "subscription or a thread behind (blender.md §3, exit-time crash)"
+        )
     assert proc.returncode == 0, out[-6000:]
-    assert "4.2" in subprocess.run([str(PY42), "-c", "import bpy; print(bpy.app.version_string)"],
-                                   capture_output=True, text=True, timeout=120).stdout
+    assert (
+        "4.2"
+        in subprocess.run(
+            [str(PY42), "-c", "import bpy; print(bpy.app.version_string)"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+    )

@@ -29,11 +29,14 @@ def _run_script(code: str, tmp_path: Path, timeout: int = 180) -> dict:
     env = dict(os.environ)
     env["BLENDER_USER_RESOURCES"] = str(tmp_path / "user")
     env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, f"rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return json.loads(lines[-1][len("RESULT "):])
+    assert proc.returncode == 0 and lines, (
+        f"rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def test_zip_layout(extension_zip):
@@ -44,7 +47,7 @@ def test_zip_layout(extension_zip):
     assert extension_zip.name == "pixie_blender-0.1.0.zip"
 
 
-_STATE = r'''
+_STATE = r"""
 import bpy
 def state():
     import bpy
@@ -56,11 +59,13 @@ def state():
     return {"types": sorted(n for n in dir(bpy.types) if "PIXIE" in n), "handlers": handlers, "menu": menu,
             "ops": ops, "wm": sorted(n for n in dir(bpy.types.WindowManager) if n.startswith("pixie")),
             "modules": sorted(m for m in __import__("sys").modules if "pixie" in m and "backend" not in m)}
-'''
+"""
 
 
 def test_install_enable_run_uninstall(extension_zip, small, tmp_path):
-    code = _STATE + rf'''
+    code = (
+        _STATE
+        + rf"""
 import json, os
 before = state()
 res = bpy.ops.extensions.package_install_files(filepath={str(extension_zip)!r}, repo="user_default",
@@ -74,14 +79,16 @@ prefs = bpy.context.preferences.addons[name].preferences
 import importlib
 tc = importlib.import_module(name + ".scene.template_cache")
 cache = str(tc.default_cache_dir())
-cache_files = sorted(os.listdir(os.path.join(cache, "templates"))) + sorted(os.listdir(os.path.join(cache, "packages")))
+cache_files = [f for sub in ("templates", "packages") for f in sorted(os.listdir(os.path.join(cache, sub)))]
 import addon_utils
 addon_utils.disable(name, default_set=True)
 after = state()
 print("RESULT " + json.dumps(dict(install=sorted(res), enabled=enabled, op=sorted(out),
       rig=rig is not None and rig.type, body=rig is not None and [c.name for c in rig.children],
-      prefs=type(prefs).__name__, cache=cache, cache_files=cache_files, before=before, during=during, after=after)))
-'''
+      prefs=type(prefs).__name__, cache=cache, cache_files=cache_files, before=before, during=during,
+      after=after)))
+"""
+    )
     r = _run_script(code, tmp_path)
     assert r["install"] == ["FINISHED"] and r["enabled"] and r["op"] == ["FINISHED"]
     assert r["rig"] == "ARMATURE" and sorted(r["body"]) == ["alice_body", "alice_camera"]
@@ -95,7 +102,9 @@ print("RESULT " + json.dumps(dict(install=sorted(res), enabled=enabled, op=sorte
 
 
 def test_register_unregister_leaves_nothing(tmp_path):
-    code = _STATE + r'''
+    code = (
+        _STATE
+        + r"""
 import json, addon_utils
 before = state()
 cycles = []
@@ -109,13 +118,19 @@ for _ in range(2):
 from pixie_blender.scene import joint_follow
 print("RESULT " + json.dumps(dict(before=before, cycles=cycles,
       timer=bpy.app.timers.is_registered(joint_follow.flush))))
-'''
+"""
+    )
     r = _run_script(code, tmp_path)
     before = r["before"]
     for cyc in r["cycles"]:
         d = cyc["during"]
-        assert {"PIXIE_OT_import_result", "PIXIE_OT_update_joints", "PIXIE_PT_main", "PIXIE_FH_result",
-                "PIXIE_OT_clear_cache"} <= set(d["types"])
+        assert {
+            "PIXIE_OT_import_result",
+            "PIXIE_OT_update_joints",
+            "PIXIE_PT_main",
+            "PIXIE_FH_result",
+            "PIXIE_OT_clear_cache",
+        } <= set(d["types"])
         assert d["handlers"]["load_post"] == before["handlers"]["load_post"] + 1
         assert "pixie_show_all_keys" in d["wm"]
         for key in ("types", "handlers", "menu", "wm"):

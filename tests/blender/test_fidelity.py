@@ -28,12 +28,17 @@ def test_posed_mesh_matches_backend_vertices(bpy_mod, full, opts, mode):
     V = len(body.data.vertices)
     err = np.linalg.norm(armature_space_vertices(body) - expected_vertices(full.result_path), axis=1)
     corr = np.linalg.norm(full.params["pose_correctives"][0], axis=1)
-    _RESULTS[mode] = {"vertices": V, "max_mm": float(err.max() * 1e3), "mean_mm": float(err.mean() * 1e3),
-                      "correctives_max_mm": float(corr.max() * 1e3)}
+    _RESULTS[mode] = {
+        "vertices": V,
+        "max_mm": float(err.max() * 1e3),
+        "mean_mm": float(err.mean() * 1e3),
+        "correctives_max_mm": float(corr.max() * 1e3),
+    }
     ver = "{}{}".format(*bpy_mod.app.version[:2])
     ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / f"addon_fidelity_bpy{ver}.json").write_text(json.dumps(
-        {"bpy": bpy_mod.app.version_string, **_RESULTS}, indent=2))
+    (ARTIFACTS / f"addon_fidelity_bpy{ver}.json").write_text(
+        json.dumps({"bpy": bpy_mod.app.version_string, **_RESULTS}, indent=2)
+    )
     if mode == "NONE":
         assert err.max() > 1e-4  # the correctives matter
     else:

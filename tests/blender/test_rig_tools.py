@@ -10,15 +10,24 @@ import pytest
 from pixie_blender.io import convert, schema
 from pixie_blender.io.constants import JOINT_NAMES
 from pixie_blender.scene import joint_follow, template_cache
-from pixie_blender.scene.avatar import ImportOptions, avatar_parts, build_avatars, build_from_prepared, prepare
+from pixie_blender.scene.avatar import (
+    ImportOptions,
+    avatar_parts,
+    build_avatars,
+    build_from_prepared,
+    prepare,
+)
 from tests.blender._helpers import armature_space_vertices, expected_vertices
 from tests.support.fake_result import lbs
 
 
 def _expected_joints(small, betas, expr):
     pkg = small.package
-    J = (pkg["joints_template"].astype(np.float64) + pkg["joints_shapedirs"].astype(np.float64) @ betas
-         + pkg["joints_exprdirs"].astype(np.float64) @ expr)
+    J = (
+        pkg["joints_template"].astype(np.float64)
+        + pkg["joints_shapedirs"].astype(np.float64) @ betas
+        + pkg["joints_exprdirs"].astype(np.float64) @ expr
+    )
     return convert.smplx_to_blender(J)
 
 
@@ -32,10 +41,16 @@ def _posed_lbs(small, arm, body, betas, expr, correctives=True):
     from pixie_blender.scene.correctives import local_rotations
 
     R = local_rotations(arm)
-    v_shaped = (pkg["v_template"] + pkg["shapedirs"].astype(np.float64) @ betas
-                + pkg["exprdirs"].astype(np.float64) @ expr)
-    J = (pkg["joints_template"] + pkg["joints_shapedirs"].astype(np.float64) @ betas
-         + pkg["joints_exprdirs"].astype(np.float64) @ expr)
+    v_shaped = (
+        pkg["v_template"]
+        + pkg["shapedirs"].astype(np.float64) @ betas
+        + pkg["exprdirs"].astype(np.float64) @ expr
+    )
+    J = (
+        pkg["joints_template"]
+        + pkg["joints_shapedirs"].astype(np.float64) @ betas
+        + pkg["joints_exprdirs"].astype(np.float64) @ expr
+    )
     posedirs = pkg["posedirs"] if correctives else np.zeros_like(pkg["posedirs"])
     v, _, _ = lbs(v_shaped, J, R, pkg["parents"], pkg["weights"], posedirs)
     return convert.smplx_to_blender(v)
@@ -99,7 +114,9 @@ def test_update_keeps_pose_mode(bpy_mod, small, opts):
 def test_rebake_correctives_after_reposing(bpy_mod, small, opts, tmp_path):
     ctx = bpy_mod.context
     cache = tmp_path / "cache"
-    arm, body = avatar_parts(build_avatars(ctx, small.result_path, opts(add_camera=False, cache_dir=str(cache)))[0])
+    arm, body = avatar_parts(
+        build_avatars(ctx, small.result_path, opts(add_camera=False, cache_dir=str(cache)))[0]
+    )
     betas = small.params["betas"][0].astype(np.float64)
     expr = small.params["expression"][0].astype(np.float64)
     arm.pose.bones["right_knee"].rotation_quaternion = (0.8, 0.6, 0.0, 0.0)
@@ -156,7 +173,9 @@ def test_template_cache_first_and_later(bpy_mod, small, tmp_path):
     templates[0].write_bytes(b"garbage")
     rep3 = build_from_prepared(ctx, prepare(small.result_path, opts), opts)
     assert rep3.template_built
-    err = np.abs(armature_space_vertices(avatar_parts(rep3.rigs[0])[1]) - expected_vertices(small.result_path)).max()
+    err = np.abs(
+        armature_space_vertices(avatar_parts(rep3.rigs[0])[1]) - expected_vertices(small.result_path)
+    ).max()
     assert err < 1e-5
 
 

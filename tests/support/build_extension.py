@@ -17,8 +17,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 VALID_TAGS = {"add-on": ["Animation", "Import-Export"], "theme": []}
@@ -38,8 +39,9 @@ def find_blender_ext() -> Path:
 def stage(dest: Path) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
-    shutil.copytree(ROOT / "pixie_blender", dest,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo"))
+    shutil.copytree(
+        ROOT / "pixie_blender", dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+    )
     shutil.copy2(ROOT / "blender_manifest.toml", dest / "blender_manifest.toml")
     return dest
 
@@ -52,8 +54,12 @@ def _run(cmd: list[str]) -> str:
     return out
 
 
-def build(out_dir: Path = ROOT / "dist", staging: Path = ROOT / "build" / "extension",
-          python: str = sys.executable, quiet: bool = False) -> Path:
+def build(
+    out_dir: Path = ROOT / "dist",
+    staging: Path = ROOT / "build" / "extension",
+    python: str = sys.executable,
+    quiet: bool = False,
+) -> Path:
     """Stage, validate, build and validate the zip; returns the zip's path."""
     tool = find_blender_ext()
     manifest = tomllib.loads((ROOT / "blender_manifest.toml").read_text())
@@ -67,8 +73,19 @@ def build(out_dir: Path = ROOT / "dist", staging: Path = ROOT / "build" / "exten
         tags.write_text(json.dumps(VALID_TAGS))
         logs = [
             _run([python, str(tool), "validate", str(staging), "--valid-tags", str(tags)]),
-            _run([python, str(tool), "build", "--source-dir", str(staging), "--output-dir", str(out_dir),
-                  "--valid-tags", str(tags)]),
+            _run(
+                [
+                    python,
+                    str(tool),
+                    "build",
+                    "--source-dir",
+                    str(staging),
+                    "--output-dir",
+                    str(out_dir),
+                    "--valid-tags",
+                    str(tags),
+                ]
+            ),
         ]
         if not zip_path.is_file():
             raise SystemExit(f"expected {zip_path}, build wrote: {sorted(p.name for p in out_dir.iterdir())}")

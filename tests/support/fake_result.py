@@ -35,25 +35,137 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 
 JOINT_NAMES: tuple[str, ...] = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
-    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "jaw", "left_eye_smplhf", "right_eye_smplhf",
-    "left_index1", "left_index2", "left_index3", "left_middle1", "left_middle2", "left_middle3",
-    "left_pinky1", "left_pinky2", "left_pinky3", "left_ring1", "left_ring2", "left_ring3",
-    "left_thumb1", "left_thumb2", "left_thumb3",
-    "right_index1", "right_index2", "right_index3", "right_middle1", "right_middle2",
-    "right_middle3", "right_pinky1", "right_pinky2", "right_pinky3", "right_ring1",
-    "right_ring2", "right_ring3", "right_thumb1", "right_thumb2", "right_thumb3",
+    "pelvis",
+    "left_hip",
+    "right_hip",
+    "spine1",
+    "left_knee",
+    "right_knee",
+    "spine2",
+    "left_ankle",
+    "right_ankle",
+    "spine3",
+    "left_foot",
+    "right_foot",
+    "neck",
+    "left_collar",
+    "right_collar",
+    "head",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "jaw",
+    "left_eye_smplhf",
+    "right_eye_smplhf",
+    "left_index1",
+    "left_index2",
+    "left_index3",
+    "left_middle1",
+    "left_middle2",
+    "left_middle3",
+    "left_pinky1",
+    "left_pinky2",
+    "left_pinky3",
+    "left_ring1",
+    "left_ring2",
+    "left_ring3",
+    "left_thumb1",
+    "left_thumb2",
+    "left_thumb3",
+    "right_index1",
+    "right_index2",
+    "right_index3",
+    "right_middle1",
+    "right_middle2",
+    "right_middle3",
+    "right_pinky1",
+    "right_pinky2",
+    "right_pinky3",
+    "right_ring1",
+    "right_ring2",
+    "right_ring3",
+    "right_thumb1",
+    "right_thumb2",
+    "right_thumb3",
 )
-PARENTS = np.array([
-    -1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 15, 15, 15,
-    20, 25, 26, 20, 28, 29, 20, 31, 32, 20, 34, 35, 20, 37, 38,
-    21, 40, 41, 21, 43, 44, 21, 46, 47, 21, 49, 50, 21, 52, 53,
-], dtype=np.int32)
+PARENTS = np.array(
+    [
+        -1,
+        0,
+        0,
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+        7,
+        8,
+        9,
+        9,
+        9,
+        12,
+        13,
+        14,
+        16,
+        17,
+        18,
+        19,
+        15,
+        15,
+        15,
+        20,
+        25,
+        26,
+        20,
+        28,
+        29,
+        20,
+        31,
+        32,
+        20,
+        34,
+        35,
+        20,
+        37,
+        38,
+        21,
+        40,
+        41,
+        21,
+        43,
+        44,
+        21,
+        46,
+        47,
+        21,
+        49,
+        50,
+        21,
+        52,
+        53,
+    ],
+    dtype=np.int32,
+)
 NUM_BETAS, NUM_EXPR, EXPR_OFFSET = 200, 50, 300
-HASH_ORDER = ("v_template", "faces", "uv_coords", "uv_faces", "weights", "parents", "shapedirs",
-              "exprdirs", "posedirs", "joints_template", "joints_shapedirs", "joints_exprdirs")
+HASH_ORDER = (
+    "v_template",
+    "faces",
+    "uv_coords",
+    "uv_faces",
+    "weights",
+    "parents",
+    "shapedirs",
+    "exprdirs",
+    "posedirs",
+    "joints_template",
+    "joints_shapedirs",
+    "joints_exprdirs",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -63,16 +175,30 @@ HASH_ORDER = ("v_template", "faces", "uv_coords", "uv_faces", "weights", "parent
 def _toy_joints() -> np.ndarray:
     """Plausible y-up rest joints (metres) for the 55 SMPL-X joints."""
     j = {
-        "pelvis": (0.0, 0.0, 0.0), "left_hip": (0.06, -0.09, 0.0), "right_hip": (-0.06, -0.09, 0.0),
-        "spine1": (0.0, 0.11, -0.01), "left_knee": (0.1, -0.47, 0.0), "right_knee": (-0.1, -0.47, 0.0),
-        "spine2": (0.0, 0.24, 0.0), "left_ankle": (0.09, -0.87, -0.04),
-        "right_ankle": (-0.09, -0.87, -0.04), "spine3": (0.0, 0.3, 0.02),
-        "left_foot": (0.11, -0.93, 0.09), "right_foot": (-0.11, -0.93, 0.09), "neck": (0.0, 0.51, 0.0),
-        "left_collar": (0.07, 0.42, 0.0), "right_collar": (-0.07, 0.42, 0.0), "head": (0.0, 0.6, 0.03),
-        "left_shoulder": (0.17, 0.44, -0.01), "right_shoulder": (-0.17, 0.44, -0.01),
-        "left_elbow": (0.43, 0.43, -0.02), "right_elbow": (-0.43, 0.43, -0.02),
-        "left_wrist": (0.68, 0.44, -0.01), "right_wrist": (-0.68, 0.44, -0.01),
-        "jaw": (0.0, 0.62, 0.05), "left_eye_smplhf": (0.03, 0.68, 0.09),
+        "pelvis": (0.0, 0.0, 0.0),
+        "left_hip": (0.06, -0.09, 0.0),
+        "right_hip": (-0.06, -0.09, 0.0),
+        "spine1": (0.0, 0.11, -0.01),
+        "left_knee": (0.1, -0.47, 0.0),
+        "right_knee": (-0.1, -0.47, 0.0),
+        "spine2": (0.0, 0.24, 0.0),
+        "left_ankle": (0.09, -0.87, -0.04),
+        "right_ankle": (-0.09, -0.87, -0.04),
+        "spine3": (0.0, 0.3, 0.02),
+        "left_foot": (0.11, -0.93, 0.09),
+        "right_foot": (-0.11, -0.93, 0.09),
+        "neck": (0.0, 0.51, 0.0),
+        "left_collar": (0.07, 0.42, 0.0),
+        "right_collar": (-0.07, 0.42, 0.0),
+        "head": (0.0, 0.6, 0.03),
+        "left_shoulder": (0.17, 0.44, -0.01),
+        "right_shoulder": (-0.17, 0.44, -0.01),
+        "left_elbow": (0.43, 0.43, -0.02),
+        "right_elbow": (-0.43, 0.43, -0.02),
+        "left_wrist": (0.68, 0.44, -0.01),
+        "right_wrist": (-0.68, 0.44, -0.01),
+        "jaw": (0.0, 0.62, 0.05),
+        "left_eye_smplhf": (0.03, 0.68, 0.09),
         "right_eye_smplhf": (-0.03, 0.68, 0.09),
     }
     out = np.zeros((55, 3))
@@ -121,9 +247,12 @@ def toy_body_model(seed: int = 0, dense: bool = False) -> SimpleNamespace:
     if dense:
         shapes = [_uv_sphere(3, 89)] + [_uv_sphere(11, 17)] * 54  # 269 + 54·189 = 10475
     else:
-        octa = (np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float),
-                np.array([[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5],
-                          [0, 3, 5]]))
+        octa = (
+            np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float),
+            np.array(
+                [[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]]
+            ),
+        )
         shapes = [octa] * 55
     verts, faces, owner = [], [], []
     n = 0
@@ -162,10 +291,16 @@ def toy_body_model(seed: int = 0, dense: bool = False) -> SimpleNamespace:
     vt = rng.uniform(0.02, 0.98, size=(V + 7, 2))
     ft = (faces + 3) % (V + 7)
     return SimpleNamespace(
-        v_template=v.astype(np.float32), f=faces.astype(np.uint32), shapedirs=shapedirs,
-        posedirs=posedirs, J_regressor=J_reg.astype(np.float32),
-        weights=weights.astype(np.float32), kintree_table=np.stack([PARENTS, np.arange(55)]).astype(np.int64),
-        vt=vt.astype(np.float32), ft=ft.astype(np.int64), name="toy-dense" if dense else "toy",
+        v_template=v.astype(np.float32),
+        f=faces.astype(np.uint32),
+        shapedirs=shapedirs,
+        posedirs=posedirs,
+        J_regressor=J_reg.astype(np.float32),
+        weights=weights.astype(np.float32),
+        kintree_table=np.stack([PARENTS, np.arange(55)]).astype(np.int64),
+        vt=vt.astype(np.float32),
+        ft=ft.astype(np.int64),
+        name="toy-dense" if dense else "toy",
     )
 
 
@@ -213,7 +348,7 @@ def package_arrays(body, *, with_uv: bool = True) -> dict[str, np.ndarray]:
     sd = np.asarray(body.shapedirs, dtype=np.float32)
     J_reg = np.asarray(body.J_regressor, dtype=np.float64)
     shapedirs = sd[:, :, :NUM_BETAS]
-    exprdirs = sd[:, :, EXPR_OFFSET:EXPR_OFFSET + NUM_EXPR]
+    exprdirs = sd[:, :, EXPR_OFFSET : EXPR_OFFSET + NUM_EXPR]
     arrays = {
         "v_template": v,
         "faces": np.asarray(body.f).astype(np.int32),
@@ -240,18 +375,28 @@ def content_sha256(arrays: dict[str, np.ndarray]) -> str:
         if name in arrays:
             a = np.ascontiguousarray(arrays[name])
             le = a.astype(a.dtype.newbyteorder("<"), copy=False)
-            h.update(f"{name}|{le.dtype.str}|{tuple(le.shape)}".encode("utf-8"))
+            h.update(f"{name}|{le.dtype.str}|{tuple(le.shape)}".encode())
             h.update(le.tobytes())
     return h.hexdigest()
 
 
-def write_package(arrays: dict[str, np.ndarray], out_dir: Path, *, synthetic: bool = True,
-                  compress: bool = False, header_overrides: dict | None = None) -> Path:
+def write_package(
+    arrays: dict[str, np.ndarray],
+    out_dir: Path,
+    *,
+    synthetic: bool = True,
+    compress: bool = False,
+    header_overrides: dict | None = None,
+) -> Path:
     sha = content_sha256(arrays)
     header = {
-        "format": "pixie-smplx-package", "version": 1, "content_sha256": sha,
-        "smplx_sha256": hashlib.sha256(b"synthetic-smplx").hexdigest(), "synthetic": synthetic,
-        "joint_names": list(JOINT_NAMES), "num_vertices": int(arrays["v_template"].shape[0]),
+        "format": "pixie-smplx-package",
+        "version": 1,
+        "content_sha256": sha,
+        "smplx_sha256": hashlib.sha256(b"synthetic-smplx").hexdigest(),
+        "synthetic": synthetic,
+        "joint_names": list(JOINT_NAMES),
+        "num_vertices": int(arrays["v_template"].shape[0]),
         "uv_source": "smplx_tex.obj" if "uv_coords" in arrays else None,
     }
     header.update(header_overrides or {})
@@ -288,8 +433,14 @@ def matrix_to_axis_angle(R: np.ndarray) -> np.ndarray:
     return np.where(s > 1e-8, v * theta[..., None] / np.maximum(2 * s, 1e-12), v / 2)
 
 
-def lbs(v_shaped: np.ndarray, J: np.ndarray, rotations: np.ndarray, parents: np.ndarray,
-        weights: np.ndarray, posedirs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def lbs(
+    v_shaped: np.ndarray,
+    J: np.ndarray,
+    rotations: np.ndarray,
+    parents: np.ndarray,
+    weights: np.ndarray,
+    posedirs: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Linear blend skinning of ``v_shaped + posedirs·(R − I)`` about rest joints ``J``, root about
     ``J[0]``, no translation. Returns (posed vertices, posed joints, pose correctives), float64."""
     R = np.asarray(rotations, dtype=np.float64)
@@ -341,7 +492,9 @@ def write_png(path: Path, rgb: np.ndarray) -> Path:
     raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
 
     def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        )
 
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
     png += chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
@@ -358,15 +511,27 @@ def _test_image(width: int, height: int, points: list[np.ndarray]) -> np.ndarray
     for pts in points:  # mark the projected keypoints so a render shows the alignment
         for u, v in np.round(pts).astype(int):
             if 0 <= u < width and 0 <= v < height:
-                img[max(v - 1, 0): v + 2, max(u - 1, 0): u + 2] = (255, 230, 40)
+                img[max(v - 1, 0) : v + 2, max(u - 1, 0) : u + 2] = (255, 230, 40)
     return img
 
 
-def make_fixture(out_dir: Path, *, variant: str = "small", num_persons: int = 1, seed: int = 0,
-                 image_size: tuple[int, int] = (640, 480), with_albedo: bool = False,
-                 with_displacement: bool = False, with_image: bool = True, with_uv: bool = True,
-                 compress: bool = False, stem: str = "photo", package_dir: Path | None = None,
-                 body=None, pose_scale: float = 1.0) -> FakeFixture:
+def make_fixture(
+    out_dir: Path,
+    *,
+    variant: str = "small",
+    num_persons: int = 1,
+    seed: int = 0,
+    image_size: tuple[int, int] = (640, 480),
+    with_albedo: bool = False,
+    with_displacement: bool = False,
+    with_image: bool = True,
+    with_uv: bool = True,
+    compress: bool = False,
+    stem: str = "photo",
+    package_dir: Path | None = None,
+    body=None,
+    pose_scale: float = 1.0,
+) -> FakeFixture:
     """Write ``<stem>.pixie.npz`` (+ its model package and, optionally, ``<stem>.png``) to ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -380,18 +545,40 @@ def make_fixture(out_dir: Path, *, variant: str = "small", num_persons: int = 1,
     V = pkg["v_template"].shape[0]
     J_reg_rows = rng.choice(V, size=90, replace=V < 90)
 
-    keys = ("betas", "expression", "full_pose", "vertices", "joints", "keypoints_2d", "joints_rest",
-            "pose_correctives", "cam", "cam_image_px", "bbox", "crop_center", "crop_size",
-            "crop_tform", "moderator_weights", "tex", "light")
+    keys = (
+        "betas",
+        "expression",
+        "full_pose",
+        "vertices",
+        "joints",
+        "keypoints_2d",
+        "joints_rest",
+        "pose_correctives",
+        "cam",
+        "cam_image_px",
+        "bbox",
+        "crop_center",
+        "crop_size",
+        "crop_tform",
+        "moderator_weights",
+        "tex",
+        "light",
+    )
     per: dict[str, list] = {k: [] for k in keys}
     for i in range(P):
         betas = rng.normal(size=NUM_BETAS) * np.where(np.arange(NUM_BETAS) < 10, 1.0, 0.2)
         expr = rng.normal(scale=0.7, size=NUM_EXPR)
         R = random_pose(rng, pose_scale)
-        v_shaped = (pkg["v_template"].astype(np.float64) + pkg["shapedirs"].astype(np.float64) @ betas
-                    + pkg["exprdirs"].astype(np.float64) @ expr)
-        J = (pkg["joints_template"].astype(np.float64) + pkg["joints_shapedirs"].astype(np.float64) @ betas
-             + pkg["joints_exprdirs"].astype(np.float64) @ expr)
+        v_shaped = (
+            pkg["v_template"].astype(np.float64)
+            + pkg["shapedirs"].astype(np.float64) @ betas
+            + pkg["exprdirs"].astype(np.float64) @ expr
+        )
+        J = (
+            pkg["joints_template"].astype(np.float64)
+            + pkg["joints_shapedirs"].astype(np.float64) @ betas
+            + pkg["joints_exprdirs"].astype(np.float64) @ expr
+        )
         verts, pj, corr = lbs(v_shaped, J, R, pkg["parents"], pkg["weights"], pkg["posedirs"])
         joints = np.concatenate([pj, verts[J_reg_rows]], axis=0)  # 55 + 90 = 145 keypoints
         height_m = float(np.ptp(verts[:, 1])) or 1.0
@@ -465,32 +652,62 @@ def make_fixture(out_dir: Path, *, variant: str = "small", num_persons: int = 1,
 
     image_path = None
     if with_image:
-        image_path = write_png(out_dir / f"{stem}.png",
-                               _test_image(W, H, list(arrays["keypoints_2d"][:, :55])))
+        image_path = write_png(
+            out_dir / f"{stem}.png", _test_image(W, H, list(arrays["keypoints_2d"][:, :55]))
+        )
     header = {
-        "format": "pixie-result", "version": 1,
+        "format": "pixie-result",
+        "version": 1,
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "producer": {"name": "fake_result", "version": "0"}, "synthetic": True,
-        "source": {"path": f"{stem}.png", "name": stem, "width": W, "height": H,
-                   "sha256": hashlib.sha256(image_path.read_bytes()).hexdigest() if image_path else None},
-        "frame": None, "num_persons": P, "status": "ok",
-        "model": {"checkpoint_sha256": hashlib.sha256(b"random-weights").hexdigest(),
-                  "smplx_sha256": hashlib.sha256(b"synthetic-smplx").hexdigest(),
-                  "package": {"file": package_path.name, "sha256": sha}},
+        "producer": {"name": "fake_result", "version": "0"},
+        "synthetic": True,
+        "source": {
+            "path": f"{stem}.png",
+            "name": stem,
+            "width": W,
+            "height": H,
+            "sha256": hashlib.sha256(image_path.read_bytes()).hexdigest() if image_path else None,
+        },
+        "frame": None,
+        "num_persons": P,
+        "status": "ok",
+        "model": {
+            "checkpoint_sha256": hashlib.sha256(b"random-weights").hexdigest(),
+            "smplx_sha256": hashlib.sha256(b"synthetic-smplx").hexdigest(),
+            "package": {"file": package_path.name, "sha256": sha},
+        },
         "joint_names": list(JOINT_NAMES),
-        "conventions": {"frame": "pixie", "rotation": "matrix_column_vectors_relative", "units": "m",
-                        "hand_mean": "flat", "crop_convention": "pixie"},
-        "settings": {"device": "cpu", "precision": "fp32"}, "appearance": appearance,
+        "conventions": {
+            "frame": "pixie",
+            "rotation": "matrix_column_vectors_relative",
+            "units": "m",
+            "hand_mean": "flat",
+            "crop_convention": "pixie",
+        },
+        "settings": {"device": "cpu", "precision": "fp32"},
+        "appearance": appearance,
     }
     result_path = out_dir / f"{stem}.pixie.npz"
     save = np.savez_compressed if compress else np.savez
     save(result_path, header=np.array(json.dumps(header)), **arrays)
-    return FakeFixture(result_path=result_path, package_path=package_path, image_path=image_path,
-                       package=pkg, params=arrays, header=header)
+    return FakeFixture(
+        result_path=result_path,
+        package_path=package_path,
+        image_path=image_path,
+        package=pkg,
+        params=arrays,
+        header=header,
+    )
 
 
-def rewrite_result(src: Path, dst: Path, *, header_update: dict | None = None,
-                   drop: tuple[str, ...] = (), replace: dict | None = None) -> Path:
+def rewrite_result(
+    src: Path,
+    dst: Path,
+    *,
+    header_update: dict | None = None,
+    drop: tuple[str, ...] = (),
+    replace: dict | None = None,
+) -> Path:
     """Copy a result file with a modified header or arrays (bad-file tests)."""
     with np.load(src, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
