@@ -149,9 +149,11 @@ class PersonPlan:
 
 
 def avatar_names(result: ResultData) -> list[str]:
-    """One name per person: the source's name, with ``_person<N>`` when there are several."""
+    """One name per person: the source's name, with ``_person<N>`` when the image has several
+    (also when only some of them are imported)."""
     base = result.source_name
-    if len(result.persons) == 1:
+    total = result.header.get("num_persons", len(result.persons))
+    if len(result.persons) == 1 and total == 1:
         return [base]
     return [f"{base}_person{p.index + 1}" for p in result.persons]
 
@@ -164,7 +166,7 @@ def _metadata(result: ResultData, package: PackageData, person: PersonData) -> d
         "pixie_format_version": str(h.get("version")),
         "pixie_result_file": str(result.path.resolve()),
         "pixie_person_index": int(person.index),
-        "pixie_num_persons": len(result.persons),
+        "pixie_num_persons": int(result.header.get("num_persons", len(result.persons))),
         "pixie_source_image": str(src.get("path", "")),
         "pixie_source_name": result.source_name,
         "pixie_package_sha256": package.content_sha256,

@@ -323,3 +323,9 @@ def test_menu_and_file_handler_registered(bpy_mod):
     funcs = bpy_mod.types.TOPBAR_MT_file_import._dyn_ui_initialize()
     assert any(getattr(f, "__name__", "") == "menu_import" for f in funcs)
     assert "UNDO" in bpy_mod.types.PIXIE_OT_import_result.bl_options
+
+
+def test_import_some_persons(bpy_mod, group, opts):
+    rigs = build_avatars(bpy_mod.context, group.result_path, opts(add_camera=False, persons=(1,)))
+    assert [r.name for r in rigs] == ["team_person2"]
+    assert rigs[0]["pixie_person_index"] == 1 and rigs[0]["pixie_num_persons"] == 3
