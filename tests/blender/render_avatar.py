@@ -81,6 +81,8 @@ def render_front(rigs, path: Path, size=(720, 400)) -> Path:
 
     scene = bpy.context.scene
     _workbench(scene, *size, transparent=False)
+    scene.display.shading.show_shadows = True
+    scene.display.shadow_focus = 0.6
     pts = []
     dg = bpy.context.evaluated_depsgraph_get()
     for rig in rigs:
@@ -101,15 +103,16 @@ def render_front(rigs, path: Path, size=(720, 400)) -> Path:
     scene.collection.objects.link(cam)
     extent = max((hi[0] - lo[0]) * size[1] / size[0], hi[2] - lo[2]) * 1.15
     dist = extent / (2 * math.tan(cam_data.angle_y / 2 if hasattr(cam_data, "angle_y") else 0.35))
-    cam.location = (center[0], lo[1] - dist, center[2] + 0.1 * extent)
-    cam.rotation_euler = (math.radians(87), 0, 0)
+    pitch = math.radians(78)
+    cam.location = (center[0], center[1] - dist * math.sin(pitch), center[2] + dist * math.cos(pitch))
+    cam.rotation_euler = (pitch, 0, 0)
     cam_data.sensor_fit = "VERTICAL"
     scene.camera = cam
     floor = bpy.data.meshes.new("floor")
     s = 20.0
     floor.from_pydata([(-s, -s, 0), (s, -s, 0), (s, s, 0), (-s, s, 0)], [], [(0, 1, 2, 3)])
     fmat = bpy.data.materials.new("floor")
-    fmat.diffuse_color = (0.55, 0.57, 0.6, 1.0)
+    fmat.diffuse_color = (0.72, 0.74, 0.77, 1.0)
     floor.materials.append(fmat)
     fob = bpy.data.objects.new("floor", floor)
     scene.collection.objects.link(fob)
