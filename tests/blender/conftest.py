@@ -46,10 +46,50 @@ def addon(bpy_mod):
     addon_utils.disable("pixie_blender", default_set=True)
 
 
+_CLEARED = (
+    "objects",
+    "meshes",
+    "armatures",
+    "materials",
+    "images",
+    "cameras",
+    "collections",
+    "actions",
+    "node_groups",
+    "textures",
+    "lights",
+    "worlds",
+    "curves",
+    "libraries",
+)
+
+
+def clear_file(bpy) -> None:
+    """Empty the current file in place (object mode, no objects or data, default scene settings
+    the tests touch). Cheaper than loading a file, and the window manager stays as it is:
+    reloading it between tests made bpy 4.2 crash at exit together with the data set-up tests."""
+    ctx = bpy.context
+    if ctx.mode != "OBJECT" and ctx.view_layer.objects.active is not None:
+        bpy.ops.object.mode_set(mode="OBJECT")
+    scene = ctx.scene
+    for child in list(scene.collection.children):
+        scene.collection.children.unlink(child)
+    ids = [i for attr in _CLEARED for i in getattr(bpy.data, attr)]
+    if ids:
+        bpy.data.batch_remove(ids)
+    for extra in [s for s in bpy.data.scenes if s != scene]:
+        bpy.data.scenes.remove(extra)
+    scene.camera = None
+    scene.world = None
+    scene.cursor.location = (0.0, 0.0, 0.0)
+    scene.render.resolution_x, scene.render.resolution_y = 1920, 1080
+    scene.render.resolution_percentage = 100
+
+
 @pytest.fixture(autouse=True)
 def empty_file(bpy_mod):
     """Every test starts from an empty file in object mode."""
-    bpy_mod.ops.wm.read_homefile(use_empty=True)
+    clear_file(bpy_mod)
     yield
 
 
