@@ -43,7 +43,7 @@ class PixieModel(nn.Module):
 
     def _encode_images(self, encoder: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """Run a CNN encoder (autocast on CUDA if configured); features come back in float32."""
-        if self.cfg.channels_last:
+        if self.cfg.channels_last and images.device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         with self._autocast(images.device):
             return encoder(images).float()

@@ -17,6 +17,7 @@ import os
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -112,7 +113,7 @@ class Pixie:
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
         self.model = model.to(device).eval()
-        if self.config.channels_last:
+        if self.config.channels_last and device.type == "cuda":
             for enc in (model.net.Encoder_body, model.net.Encoder_head, model.net.Encoder_hand):
                 enc.to(memory_format=torch.channels_last)
         self.device = device
@@ -178,7 +179,9 @@ class Pixie:
             result.message = f"{source}: no person found (detector '{getattr(self.detector, 'name', '?')}')"
             return _Prepared(result)
         crops, crops_hd = [], []
-        pix = torch.from_numpy(img.pixels)
+        with warnings.catch_warnings():  # Pillow's arrays are read-only; the crops never write to them
+            warnings.simplefilter("ignore", UserWarning)
+            pix = torch.from_numpy(img.pixels)
         for d in dets:
             box = torch.tensor(d.box, dtype=torch.float64)
             scale = 1.0 if d.source == "none" else self.config.crop.body_scale

@@ -21,7 +21,7 @@ class RefuseToOverwrite(RuntimeError):
 
 def write_synthetic_data(out_dir: str | Path, body: str = "small", net: str = "tiny", seed: int = 0,
                          force: bool = False) -> dict[str, Path]:
-    """Write synthetic assets into ``out_dir``.
+    """Write synthetic assets into ``out_dir``; returns ``{file name: path}``.
 
     Args:
         body: ``full`` (10,475 vertices, the real counts) or ``small`` (fast tests).
@@ -49,7 +49,7 @@ def write_synthetic_data(out_dir: str | Path, body: str = "small", net: str = "t
     cfg = NetConfig() if net == "full" else NetConfig.tiny()
     ckpt = out / ASSET_BY_KEY["pixie_model"].filename
     save_checkpoint(random_pixie_net(cfg, seed=seed), ckpt)
-    paths["pixie_model"] = ckpt
+    paths[ckpt.name] = ckpt
     info = {"synthetic": True, "body": body, "net": net, "seed": seed}
     marker.write_text(
         "SYNTHETIC ASSETS - NOT A REAL MODEL.\n"
@@ -58,5 +58,5 @@ def write_synthetic_data(out_dir: str | Path, body: str = "small", net: str = "t
         "reconstruction. They contain no licensed data.\n" + json.dumps(info) + "\n",
         encoding="utf-8",
     )
-    paths["marker"] = marker
+    paths[marker.name] = marker
     return paths

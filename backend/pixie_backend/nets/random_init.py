@@ -69,10 +69,10 @@ def _head_bias() -> np.ndarray:
 #: Target std of each regressor's outputs around its bias.
 _OUTPUT_STD = {
     "Regressor_body": 0.05,
-    "Regressor_head": 0.2,
-    "Regressor_head_share": 0.2,
+    "Regressor_head": 0.1,
+    "Regressor_head_share": 0.1,
     "Regressor_hand": 0.05,
-    "Regressor_hand_share": 0.1,
+    "Regressor_hand_share": 0.05,
 }
 _OUTPUT_BIAS = {
     "Regressor_body": _body_bias,
@@ -86,6 +86,11 @@ _OUTPUT_BIAS = {
 #: Batch-norm gain after calibration. Below 1 the random network is in the ordered (contractive)
 #: regime, so feature magnitudes stay similar across very different inputs.
 BN_GAIN = 0.5
+#: Gain of the last BN of every residual branch and of the HRNet fusion paths: small, so each block
+#: stays close to its shortcut and input perturbations are not amplified exponentially with depth
+#: (a random deep network is otherwise chaotic: 1e-7 input noise would change its outputs by %).
+RESIDUAL_GAIN = 0.05
+FUSION_GAIN = 0.3
 
 
 class _Rng:
@@ -112,6 +117,21 @@ def _init_layers(net: nn.Module, rng: _Rng) -> None:
         elif isinstance(m, nn.Linear):
             m.weight.data.copy_(rng.normal(m.weight.shape, math.sqrt(2.0 / m.in_features)))
             m.bias.data.copy_(rng.normal(m.bias.shape, 0.01))
+
+
+def _damp_residual_branches(net: nn.Module) -> None:
+    from .blocks import BasicBlock, Bottleneck
+    from .hrnet import HighResolutionModule
+
+    for m in net.modules():
+        if isinstance(m, Bottleneck):
+            m.bn3.weight.data.mul_(RESIDUAL_GAIN / BN_GAIN)
+        elif isinstance(m, BasicBlock):
+            m.bn2.weight.data.mul_(RESIDUAL_GAIN / BN_GAIN)
+        elif isinstance(m, HighResolutionModule):
+            for bn in m.fuse_layers.modules():
+                if isinstance(bn, nn.BatchNorm2d):
+                    bn.weight.data.mul_(FUSION_GAIN / BN_GAIN)
 
 
 def _calibration_images(rng: _Rng, n: int, size: int = 224) -> torch.Tensor:
@@ -155,7 +175,7 @@ def _fit_final_layer(mlp: nn.Module, feats: torch.Tensor, std: float, bias: np.n
     scale = std / out.std(dim=0).clamp_min(1e-6)
     last.weight.mul_(scale[:, None])
     mean = (hidden @ last.weight.T).mean(dim=0)
-    last.bias.copy_(torch.from_numpy(bias.astype(np.float32)) - mean)
+    last.bias.copy_(torch.from_numpy(bias).to(mean.dtype) - mean)
 
 
 @torch.no_grad()
@@ -170,63 +190,52 @@ def random_pixie_net(cfg: NetConfig | None = None, seed: int = 0, calibrate: boo
         torch.random.set_rng_state(torch_state)
     rng = _Rng(seed)
     _init_layers(net, rng)
-    # Extractors start near identity so the part features resemble the body feature.
-    d = cfg.feature_dim
-    for key in ("Extractor_head_share", "Extractor_left_hand_share", "Extractor_right_hand_share"):
-        lin = net.submodule(key).layers[0]
-        lin.weight.copy_(torch.eye(d) * 0.8 + rng.normal((d, d), 0.3 / math.sqrt(d)))
-        lin.bias.zero_()
+    _damp_residual_branches(net)
     for key, t in (("Moderator_head_share", 1.3), ("Moderator_hand_share", 0.9)):
         net.submodule(key).temperature.fill_(t)  # != 1, so a decode that ignores it is caught
     if not calibrate:
         return net.eval()
 
-    body_imgs = _calibration_images(rng, 8)
+    f_body = _calibrate_bn(net.Encoder_body, _calibration_images(rng, 8))
     part_imgs = _calibration_images(rng, 8)
-    f_body = _calibrated_features(net.Encoder_body, net.Encoder_body.encoder.conv_layers, body_imgs)
-    f_head = _calibrated_features(net.Encoder_head, net.Encoder_head.encoder.layer4, part_imgs)
-    f_hand = _calibrated_features(net.Encoder_hand, net.Encoder_hand.encoder.layer4, part_imgs.flip(-1))
-    _fit_final_layer(net.Regressor_body, f_body, _OUTPUT_STD["Regressor_body"], _OUTPUT_BIAS["Regressor_body"]())
-    for key, feats in (
-        ("Regressor_head", f_head), ("Regressor_head_share", f_head),
-        ("Regressor_hand", f_hand), ("Regressor_hand_share", f_hand),
-    ):
-        _fit_final_layer(net.submodule(key), feats, _OUTPUT_STD[key], _OUTPUT_BIAS[key]())
-    # Moderators: part weight spread around 0.6 so both sides of the 0.7 hand threshold occur.
-    for key, f_part in (("Moderator_head_share", f_head), ("Moderator_hand_share", f_hand)):
+    f_head = _calibrate_bn(net.Encoder_head, part_imgs)
+    f_hand = _calibrate_bn(net.Encoder_hand, part_imgs.flip(-1))
+    stats = {name: (f.mean(dim=0), f.std().clamp_min(1e-12)) for name, f in
+             (("body", f_body), ("head", f_head), ("hand", f_hand))}
+    d = cfg.feature_dim
+    # Extractors map the body feature into the part feature's distribution (near identity), so the
+    # extractor, part and fused features that the share regressors read are on one scale.
+    for key, part in (("Extractor_head_share", "head"), ("Extractor_left_hand_share", "hand"),
+                      ("Extractor_right_hand_share", "hand")):
+        lin = net.submodule(key).layers[0]
+        (mu_b, sd_b), (mu_p, sd_p) = stats["body"], stats[part]
+        lin.weight.copy_((torch.eye(d) * 0.8 + rng.normal((d, d), 0.3 / math.sqrt(d))) * (sd_p / sd_b))
+        lin.bias.copy_(mu_p - lin.weight @ mu_b)
+    # Every MLP reading a feature standardises it in its first layer, and its last layer is fitted so
+    # that outputs spread by a chosen std around a plausible bias.
+    for key, part, feats in (("Regressor_body", "body", f_body), ("Regressor_head", "head", f_head),
+                             ("Regressor_head_share", "head", f_head), ("Regressor_hand", "hand", f_hand),
+                             ("Regressor_hand_share", "hand", f_hand)):
+        mlp = net.submodule(key)
+        _fold_standardisation(mlp.layers[0], *stats[part])
+        _fit_final_layer(mlp, feats, _OUTPUT_STD[key], _OUTPUT_BIAS[key]())
+    # Moderators read [extractor feature, part feature]; the part weight spreads around 0.6 so that
+    # both sides of the 0.7 hand threshold occur.
+    for key, part, f_part in (("Moderator_head_share", "head", f_head), ("Moderator_hand_share", "hand", f_hand)):
         mod = net.submodule(key)
-        x = torch.cat([f_body, f_part], dim=1)
+        mu, sd = stats[part]
+        _fold_standardisation(mod.layers[0], torch.cat([mu, mu]), sd)
+        x = torch.cat([f_part.roll(1, dims=0), f_part], dim=1)
         last = mod.layers[-1]
         hidden = mod.layers[:-1](x)
         logits = hidden @ last.weight.T
-        diff = logits[:, 1] - logits[:, 0]
-        last.weight.mul_(1.2 / diff.std().clamp_min(1e-6) / mod.temperature)
-        last.bias.copy_(torch.tensor([0.0, 0.4]) / mod.temperature - (hidden @ last.weight.T).mean(0))
+        last.weight.mul_(0.6 / (logits[:, 1] - logits[:, 0]).std().clamp_min(1e-6) / mod.temperature)
+        last.bias.copy_(torch.tensor([0.0, 0.5]) / mod.temperature - (hidden @ last.weight.T).mean(0))
     return net.eval()
 
 
 @torch.no_grad()
-def _calibrated_features(encoder: nn.Module, last_stage: nn.Sequential, images: torch.Tensor) -> torch.Tensor:
-    """Calibrate BN statistics, then scale the last stage so that features have unit std."""
-    feats = _calibrate_bn(encoder, images)
-    _scale_stage_output(last_stage, 1.0 / feats.std().clamp_min(1e-6).item())
-    return encoder(images)
-
-
-def _scale_stage_output(stage: nn.Sequential, s: float) -> None:
-    """Multiply a stage of Bottlenecks' output by ``s > 0`` (ReLU commutes with positive scales):
-    scale each block's residual branch, walking back along identity shortcuts to the first block
-    with a projection shortcut, which is scaled too."""
-    for block in reversed(stage):
-        block.bn3.weight.mul_(s)
-        block.bn3.bias.mul_(s)
-        ds = block.downsample
-        if ds is None:
-            continue
-        if isinstance(ds, nn.Conv2d):
-            ds.weight.mul_(s)
-        else:  # Sequential(conv, BN)
-            ds[1].weight.mul_(s)
-            ds[1].bias.mul_(s)
-        return
-    raise ValueError("stage has no projection shortcut; cannot rescale its output")
+def _fold_standardisation(lin: nn.Linear, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Make ``lin(x)`` compute ``lin((x - mean) / std)`` (per-unit mean, one scalar std)."""
+    lin.weight.div_(std)
+    lin.bias.sub_(lin.weight @ mean)

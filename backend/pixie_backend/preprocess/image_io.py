@@ -21,6 +21,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 #: Default limit: 100 megapixels (e.g. 12,000 x 8,333).
 DEFAULT_MAX_PIXELS = 100_000_000
+# The size limit is ours (checked from the header before decoding, see load_image), so that the
+# user's --max-megapixels applies instead of Pillow's fixed decompression-bomb threshold.
+Image.MAX_IMAGE_PIXELS = None
 MIN_SIDE = 16
 
 
