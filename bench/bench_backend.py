@@ -71,7 +71,7 @@ def stage_table(pixie: Pixie, image: np.ndarray, batch: int) -> dict[str, float]
     out["body crops"] = timeit(lambda: pixie.prepare(image, boxes=[prep.result.persons[0].box]),
                                torch.device("cpu"), 3) * batch
     with torch.no_grad():
-        out["body encoder"] = timeit(lambda: model._encode_images(net.Encoder_body, x), dev)
+        out["body encoder"] = timeit(lambda: model._encode_images("Encoder_body", x), dev)
         raw, _, crops = model.encode(x, xh)
         centers, sides = crops.centers.to(dev), crops.sides.to(dev)
         from pixie_backend.preprocess.crop import crop_parts
@@ -79,8 +79,8 @@ def stage_table(pixie: Pixie, image: np.ndarray, batch: int) -> dict[str, float]
         out["part crops"] = timeit(lambda: crop_parts(xh, centers, sides, 224), dev)
         head = crops.head.to(dev)
         hands = torch.cat([crops.left_hand, crops.right_hand]).to(dev)
-        out["head encoder"] = timeit(lambda: model._encode_images(net.Encoder_head, head), dev)
-        out["hand encoder"] = timeit(lambda: model._encode_images(net.Encoder_hand, hands), dev)
+        out["head encoder"] = timeit(lambda: model._encode_images("Encoder_head", head), dev)
+        out["hand encoder"] = timeit(lambda: model._encode_images("Encoder_hand", hands), dev)
         f = torch.randn(batch, model.cfg.net.feature_dim, device=dev)
 
         def heads():
@@ -150,6 +150,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--precisions", nargs="+", default=None, help="default: fp32 (CPU); fp32 bf16 (CUDA)")
+    ap.add_argument("--speeds", nargs="+", default=["exact", "fast"], choices=["exact", "fast"])
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32, 64])
     ap.add_argument("--images", type=int, default=64, help="images for the end-to-end runs")
     ap.add_argument("--baseline-images", type=int, default=8)
@@ -172,9 +173,9 @@ def main() -> int:
     cpu_info = f"{torch.get_num_threads()} threads"
     gpu_info = torch.cuda.get_device_name(0) if device.type == "cuda" else ""
     print(f"torch {torch.__version__}, device {device} {gpu_info} ({cpu_info})")
-    for precision in precisions:
-        pixie = Pixie(data, PixieConfig(device=str(device), precision=precision), detector="auto")
-        print(f"\n## {device.type} {precision}  (detector: {pixie.detector.name})")
+    for precision, speed in [(p, s) for p in precisions for s in args.speeds]:
+        pixie = Pixie(data, PixieConfig(device=str(device), precision=precision, speed=speed), detector="auto")
+        print(f"\n## {device.type} {precision} speed={speed}  (detector: {pixie.detector.name})", flush=True)
         if not args.no_stages:
             print("\nper-stage time per image, ms (batch of B persons, divided by B)")
             rows = {b: stage_table(pixie, image, b) for b in args.batches}
@@ -182,16 +183,18 @@ def main() -> int:
             print("| stage | " + " | ".join(f"B={b}" for b in args.batches) + " |")
             print("|---|" + "---|" * len(args.batches))
             for n in names:
-                print(f"| {n} | " + " | ".join(f"{rows[b][n] / b * 1000:.1f}" for b in args.batches) + " |")
+                print(f"| {n} | " + " | ".join(f"{rows[b][n] / b * 1000:.1f}" for b in args.batches) + " |",
+                      flush=True)
         print("\nend to end (files -> detection -> crops -> networks), images/s and s/image")
         print("| mode | images/s | s/image |")
         print("|---|---|---|")
-        base = official_way(pixie, paths[: args.baseline_images])
-        print(f"| sequential batch-1 loop (official way) | {base:.2f} | {1 / base:.3f} |")
+        if speed == args.speeds[0]:
+            base = official_way(pixie, paths[: args.baseline_images])
+            print(f"| sequential batch-1 loop (official way, {speed}) | {base:.2f} | {1 / base:.3f} |", flush=True)
         for b in args.batches:
             n = max(args.images, b)
             ips = end_to_end(pixie, paths[:n], b)
-            print(f"| Pixie.predict batch {b} | {ips:.2f} | {1 / ips:.3f} |")
+            print(f"| Pixie.predict batch {b} | {ips:.2f} | {1 / ips:.3f} |", flush=True)
         if device.type == "cuda":
             print("\nnetwork throughput on pre-cropped batches (persons/s)")
             for b in (64, 128, 256):

@@ -1,12 +1,10 @@
-"""Add-on preferences: import defaults, joints-follow-shape, cache; hosts the optional
-"Set up model files" section (``ui.data_setup.draw_preferences``) when that module exists."""
+"""Add-on preferences: backend interpreter and data folder, import defaults, joints-follow-shape,
+cache, and the "Set up model files" section (``ui.data_setup.draw_preferences``)."""
 
 from __future__ import annotations
 
-import importlib
-
 import bpy
-from bpy.props import BoolProperty, EnumProperty
+from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 ADDON_PACKAGE = __package__
 
@@ -24,6 +22,19 @@ CORRECTIVE_ITEMS = (
 
 class PIXIE_AP_preferences(bpy.types.AddonPreferences):
     bl_idname = ADDON_PACKAGE
+
+    backend_python: StringProperty(
+        name="Backend Python",
+        subtype="FILE_PATH",
+        description="Python interpreter of the environment where pixie-backend is installed "
+        "(for example .../venv/bin/python or ...\\venv\\Scripts\\python.exe)",
+    )
+    data_dir: StringProperty(
+        name="Model Data Folder",
+        subtype="DIR_PATH",
+        description="Folder with the licensed PIXIE and SMPL-X files (empty: the backend's default, "
+        "$PIXIE_DATA_DIR or the per-user data folder)",
+    )
 
     auto_update_joints: BoolProperty(
         name="Joints Follow Shape Keys",
@@ -49,6 +60,9 @@ class PIXIE_AP_preferences(bpy.types.AddonPreferences):
 
     def draw(self, context):
         layout = self.layout
+        col = layout.column(heading="Backend")
+        col.prop(self, "backend_python")
+        col.prop(self, "data_dir")
         col = layout.column(heading="Import")
         col.prop(self, "default_pose_correctives")
         col.prop(self, "default_add_camera")
@@ -63,20 +77,9 @@ class PIXIE_AP_preferences(bpy.types.AddonPreferences):
         row = box.row()
         row.label(text=f"{cache}  ({template_cache.cache_size(cache) / 1e6:.0f} MB)")
         row.operator("pixie.clear_cache", text="Clear", icon="TRASH")
-        data_setup = optional_module("ui.data_setup")
-        if data_setup is not None and hasattr(data_setup, "draw_preferences"):
-            data_setup.draw_preferences(layout.box(), context)
+        from .ui import data_setup
 
-
-def optional_module(name: str):
-    """``pixie_blender.<name>`` if that module exists, else None (other import errors propagate)."""
-    full = f"{ADDON_PACKAGE}.{name}"
-    try:
-        return importlib.import_module(full)
-    except ModuleNotFoundError as exc:
-        if exc.name == full:
-            return None
-        raise
+        data_setup.draw_preferences(layout.box(), context)
 
 
 def get_preferences(context=None):

@@ -1,8 +1,7 @@
 """Register the add-on from a list of modules that each expose ``CLASSES`` (registered in order,
 unregistered in reverse) and optionally ``register_extra()`` / ``unregister_extra()``.
 
-To add a feature module, append its name to :data:`MODULES` (or to :data:`OPTIONAL_MODULES` when
-it may be absent, e.g. ``ui.data_setup`` of the model-file set-up).
+To add a feature module, append its name to :data:`MODULES`.
 """
 
 from __future__ import annotations
@@ -20,9 +19,6 @@ MODULES: tuple[str, ...] = (
     "ui.panels",
     "ui.menus",
     "scene.joint_follow_registration",
-)
-#: Modules registered when present (added by other features).
-OPTIONAL_MODULES: tuple[str, ...] = (
     "operators.data_setup",
     "ui.data_setup",
 )
@@ -32,16 +28,7 @@ _extras: list = []
 
 
 def _modules() -> list:
-    mods = []
-    for name in MODULES + OPTIONAL_MODULES:
-        full = f"{__package__}.{name}"
-        try:
-            mods.append(importlib.import_module(full))
-        except ModuleNotFoundError as exc:
-            if name in OPTIONAL_MODULES and exc.name == full:
-                continue
-            raise
-    return mods
+    return [importlib.import_module(f"{__package__}.{name}") for name in MODULES]
 
 
 def register() -> None:

@@ -33,6 +33,36 @@ class PixieModel(nn.Module):
         self.net = net
         self.smplx = smplx
         self.cfg = cfg or PixieConfig()
+        #: the encoders that run (``net``'s own, or folded channels-last copies in ``fast`` mode);
+        #: a plain dict, so they are not part of this module's state dict
+        self._encoders: dict[str, nn.Module] = {}
+        self.use_speed(self.cfg.speed)
+
+    def use_speed(self, speed: str) -> None:
+        """Select ``exact`` or ``fast`` encoders (see :data:`~pixie_backend.config.Speed`)."""
+        names = ("Encoder_body", "Encoder_head", "Encoder_hand")
+        if speed == "exact":
+            self._encoders = {n: self.net.submodule(n) for n in names}
+        elif speed == "fast":
+            from .nets.fuse import folded_copy
+
+            self._encoders = {n: folded_copy(self.net.submodule(n))[0].to(memory_format=torch.channels_last)
+                              for n in names}
+        else:
+            raise ValueError(f"speed must be 'exact' or 'fast', not {speed!r}")
+        self._channels_last = speed == "fast"
+
+    def _apply(self, fn, recurse=True):
+        # keep the inference copies on the same device/dtype as the module (.to(), .cuda(), ...)
+        out = super()._apply(fn, recurse)
+        for n, enc in self._encoders.items():
+            if enc is not self.net.submodule(n):
+                enc._apply(fn, recurse)
+        return out
+
+    def encoder(self, name: str) -> nn.Module:
+        """The encoder that runs for ``Encoder_body``/``Encoder_head``/``Encoder_hand``."""
+        return self._encoders[name]
 
     # ---------------------------------------------------------------- helpers
     def _autocast(self, device: torch.device):
@@ -41,9 +71,10 @@ class PixieModel(nn.Module):
             return nullcontext()
         return torch.autocast("cuda", dtype=dtype)
 
-    def _encode_images(self, encoder: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    def _encode_images(self, name: str, images: torch.Tensor) -> torch.Tensor:
         """Run a CNN encoder (autocast on CUDA if configured); features come back in float32."""
-        if self.cfg.channels_last and images.device.type == "cuda":
+        encoder = self._encoders[name]
+        if self._channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with self._autocast(images.device):
             return encoder(images).float()
@@ -79,7 +110,7 @@ class PixieModel(nn.Module):
         return fused, w
 
     # ---------------------------------------------------------------- encode
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode(self, image: torch.Tensor, image_hd: torch.Tensor) -> tuple[RawPrediction, torch.Tensor, PartCrops]:
         """Upstream ``encode`` for body images.
 
@@ -94,7 +125,7 @@ class PixieModel(nn.Module):
         _check_images(image, image_hd)
         net, crop = self.net, self.cfg.crop
         b = image.shape[0]
-        f_body = self._encode_images(net.Encoder_body, image)
+        f_body = self._encode_images("Encoder_body", image)
         f_head_ext = net.Extractor_head_share(f_body)
         f_left_ext = net.Extractor_left_hand_share(f_body)
         f_right_ext = net.Extractor_right_hand_share(f_body)
@@ -119,8 +150,8 @@ class PixieModel(nn.Module):
         head_img, left_img, right_img = cut.unbind(1)
 
         # part experts (the left hand is mirrored so the right-hand expert can read it)
-        f_head = self._encode_images(net.Encoder_head, head_img)
-        f_hands = self._encode_images(net.Encoder_hand, torch.cat([left_img.flip(-1), right_img]))
+        f_head = self._encode_images("Encoder_head", head_img)
+        f_hands = self._encode_images("Encoder_hand", torch.cat([left_img.flip(-1), right_img]))
         head_part = split_outputs(net.Regressor_head(f_head), C.HEAD_OUTPUTS)
         head_local = self._head_share(f_head)
         hands_local = self._hand_share(f_hands)
@@ -193,7 +224,7 @@ class PixieModel(nn.Module):
             face_keypoints2d=face, transformed_vertices=weak_perspective(body.vertices, params.cam), raw=raw,
         )
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def forward(self, image: torch.Tensor, image_hd: torch.Tensor) -> PixieOutput:
         """Body crops in, decoded bodies out (upstream ``encode`` + ``decode(..., 'body')``)."""
         raw, weights, crops = self.encode(image, image_hd)

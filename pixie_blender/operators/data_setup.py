@@ -26,8 +26,6 @@ from ..client import data_setup as client
 ROOT_PACKAGE = __package__.rpartition(".")[0]
 
 #: Attribute names the add-on preferences may use for the two settings (first match wins).
-PREF_PYTHON_NAMES = ("backend_python", "python_path", "backend_interpreter")
-PREF_DATA_NAMES = ("data_dir", "data_folder", "data_path")
 TIMER_INTERVAL = 0.1
 OFFLINE_MESSAGE = (
     "Blender's online access is off: allow it in Preferences > System > Network "
@@ -64,17 +62,6 @@ class PIXIE_PG_data_setup(bpy.types.PropertyGroup):
         "SMPL-X and PIXIE licences (non-commercial scientific research, education and art only)",
         default=False,
     )
-    # Used only while the add-on preferences have no backend-Python / data-folder settings.
-    backend_python: StringProperty(
-        name="Backend Python",
-        description="Python executable of the environment where pixie-backend is installed",
-        subtype="FILE_PATH",
-    )
-    data_dir: StringProperty(
-        name="Data Folder",
-        description="Folder for the model files (empty: the backend's default)",
-        subtype="DIR_PATH",
-    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -86,25 +73,12 @@ def addon_preferences(context):
     return addon.preferences if addon is not None else None
 
 
-def _pref_name(prefs, names) -> str | None:
-    if prefs is None:
-        return None
-    return next((n for n in names if hasattr(prefs, n)), None)
-
-
-def uses_own_fields(context) -> bool:
-    """True while the add-on preferences lack the backend-Python / data-folder settings."""
-    prefs = addon_preferences(context)
-    return _pref_name(prefs, PREF_PYTHON_NAMES) is None or _pref_name(prefs, PREF_DATA_NAMES) is None
-
-
 def settings(context) -> tuple[str, str]:
-    """(backend Python, data folder) as absolute paths; the folder may be "" (backend default)."""
+    """(backend Python, data folder) from the add-on preferences, as absolute paths; the folder may
+    be "" (the backend's default)."""
     prefs = addon_preferences(context)
-    own = context.window_manager.pixie_data_setup
-    py_name, dir_name = _pref_name(prefs, PREF_PYTHON_NAMES), _pref_name(prefs, PREF_DATA_NAMES)
-    python = getattr(prefs, py_name) if py_name else own.backend_python
-    data_dir = getattr(prefs, dir_name) if dir_name else own.data_dir
+    python = prefs.backend_python if prefs is not None else ""
+    data_dir = prefs.data_dir if prefs is not None else ""
     python = bpy.path.abspath(python) if python else ""
     data_dir = bpy.path.abspath(data_dir) if data_dir else ""
     return python, data_dir

@@ -54,11 +54,6 @@ def draw_preferences(layout, context) -> None:
     sub.enabled = not running
     sub.operator("pixie.data_check", text="Check Again", icon="FILE_REFRESH")
 
-    if ops.uses_own_fields(context):
-        col = layout.column()
-        col.prop(own, "backend_python")
-        col.prop(own, "data_dir")
-
     folder = status.data_dir if status is not None else (data_dir or "the backend's default folder")
     row = layout.row()
     row.label(text=f"Data folder: {folder}", icon="FILE_FOLDER")

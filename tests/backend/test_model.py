@@ -103,14 +103,13 @@ def test_encode_semantics(model, crops):
     """Left crop mirrored before the hand expert; coarse body kept; keep_local; fusion rules."""
     x, xh = crops
     net = model.net
-    originals = {k: net.submodule(k) for k in ("Encoder_hand", "Encoder_head", "Encoder_body")}
-    rec_hand, rec_head, rec_body = (_Recorder(originals[k]) for k in originals)
-    try:  # (pytest's monkeypatch deletes nn.Module children on undo: restore by hand)
-        net.Encoder_hand, net.Encoder_head, net.Encoder_body = rec_hand, rec_head, rec_body
+    originals = dict(model._encoders)
+    rec_hand, rec_head, rec_body = (_Recorder(originals[k]) for k in ("Encoder_hand", "Encoder_head", "Encoder_body"))
+    try:
+        model._encoders.update(Encoder_hand=rec_hand, Encoder_head=rec_head, Encoder_body=rec_body)
         raw, weights, parts = model.encode(x, xh)
     finally:
-        for k, v in originals.items():
-            setattr(net, k, v)
+        model._encoders.update(originals)
     b = x.shape[0]
     hands_in = rec_hand.inputs[0]
     torch.testing.assert_close(hands_in[:b], parts.left_hand.flip(-1))  # left mirrored, right as cut
@@ -160,6 +159,23 @@ def test_hand_threshold_rule(model):
     torch.testing.assert_close(fused[1], 0.3 * f_ext[1] + 0.7 * f_part[1])  # exactly 0.7: blended
     torch.testing.assert_close(fused[2], 0.9 * f_ext[2] + 0.1 * f_part[2])
     torch.testing.assert_close(fused[3], f_part[3])
+
+
+def test_fast_mode_folds_batchnorm_and_matches_exact(model, crops):
+    x, xh = crops
+    exact = model(x, xh)
+    try:
+        model.use_speed("fast")
+        enc = model.encoder("Encoder_body")
+        assert enc is not model.net.Encoder_body
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in enc.modules())
+        fast = model(x, xh)
+    finally:
+        model.use_speed("exact")
+    # the checkpoint modules are untouched; outputs agree to float rounding
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.net.Encoder_body.modules())
+    torch.testing.assert_close(fast.params.cam, exact.params.cam, atol=1e-4, rtol=0)
+    torch.testing.assert_close(fast.vertices, exact.vertices, atol=2e-3, rtol=0)
 
 
 def test_decode_flips_left_side_and_does_not_mutate(model, crops):

@@ -6,13 +6,15 @@ code (outside this repository; only its outputs are committed) on:
 * the full-size synthetic body (``make-synthetic --body full``, seed 0) and the full-size random
   network (seed 7), i.e. the official architecture and file formats, no licensed data;
 * body crops of scikit-image's astronaut photo (and variants) cut by upstream's ``TestData`` from
-  the boxes listed in the file, batch size 1, ``encode(threthold=True, keep_local=True)`` then
-  ``decode(..., 'body')``, on the CPU in float32;
+  the boxes listed in the file (scikit-image ``warp``), batch size 1,
+  ``encode(threthold=True, keep_local=True)`` then ``decode(..., 'body')``, on the CPU in float32;
 * once with kornia 0.9.0 (``kornia09``) and once with kornia 0.8.x (``kornia_legacy``, the
   pre-0.9 pixel convention of the part crops, which upstream's pinned kornia 0.4.0 shares).
 
-Here the same crops are cut by our pipeline, batched, and every output must agree within 1e-4
-relative to the largest magnitude of that output.
+Here the same inputs (the same crops, cut with the same scikit-image recipe) go through
+:class:`~pixie_backend.model.PixieModel` (the crops entry of the API), batched, and every output must
+agree within 1e-4 relative to the largest magnitude of that output. That our own cropping equals
+``TestData``'s is tested in ``test_crops.py`` (3e-7).
 """
 
 import json
@@ -56,9 +58,8 @@ def _image(spec: str, astronaut: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("convention", ["kornia09", "kornia_legacy"])
 def test_matches_official_outputs(convention, full_model, astronaut):
     from pixie_backend.config import CropConfig, PixieConfig
-    from pixie_backend.geometry.camera import body_square
     from pixie_backend.model import PixieModel
-    from pixie_backend.preprocess.crop import bilinear_square
+    from test_crops import upstream_body_crop
 
     ref = dict(np.load(DATA / f"official_{convention}.npz"))
     meta = json.loads(str(ref["meta"]))
@@ -66,13 +67,12 @@ def test_matches_official_outputs(convention, full_model, astronaut):
     model = PixieModel(net, smplx, PixieConfig(crop=CropConfig(part_convention=convention))).eval()
     crops, crops_hd = [], []
     for i, s in enumerate(meta["samples"]):
-        img = torch.from_numpy(_image(s["image"], astronaut))
-        center, side = body_square(torch.tensor(s["box"], dtype=torch.float64))
-        crops.append(bilinear_square(img, center, side, 224))
-        crops_hd.append(bilinear_square(img, center, side, 1024))
-        # our body crop is upstream TestData's (checked against its sums here, against skimage in test_crops)
-        np.testing.assert_allclose(crops[-1].double().sum().item(), ref["image_sum"][i], rtol=1e-6)
-        np.testing.assert_allclose(crops_hd[-1].double().sum().item(), ref["image_hd_sum"][i], rtol=1e-6)
+        img = _image(s["image"], astronaut) / 255.0
+        crops.append(torch.tensor(upstream_body_crop(img, s["box"], 224)[0]).float())
+        crops_hd.append(torch.tensor(upstream_body_crop(img, s["box"], 1024)[0]).float())
+        # the very inputs the official run saw
+        np.testing.assert_allclose(crops[-1].double().sum().item(), ref["image_sum"][i], rtol=1e-9)
+        np.testing.assert_allclose(crops_hd[-1].double().sum().item(), ref["image_hd_sum"][i], rtol=1e-9)
     out = model(torch.stack(crops), torch.stack(crops_hd))
     p = out.params
     ours = {

@@ -72,14 +72,16 @@ def setup(bpy_mod, server, tmp_path, monkeypatch):
     monkeypatch.setenv("PIXIE_DOWNLOAD_ENDPOINT", server.url)
     wm = bpy_mod.context.window_manager
     own = wm.pixie_data_setup
-    own.backend_python = BACKEND
-    own.data_dir = str(tmp_path / "data")
+    prefs = ops.addon_preferences(bpy_mod.context)  # backend Python and data folder live in the preferences
+    prefs.backend_python = BACKEND
+    prefs.data_dir = str(tmp_path / "data")
     own.licences_accepted = False
     system = bpy_mod.context.preferences.system
     online = system.use_online_access
     system.use_online_access = True  # what the user allows in Preferences > System > Network
     ops.STATE.__init__()
-    yield SimpleNamespace(bpy=bpy_mod, wm=wm, own=own, data=tmp_path / "data", server=server)
+    yield SimpleNamespace(bpy=bpy_mod, wm=wm, own=own, prefs=prefs, data=tmp_path / "data", server=server)
+    prefs.backend_python = prefs.data_dir = ""
     system.use_online_access = online
     if ops.STATE.job is not None:
         ops.STATE.job.cancel()
@@ -393,7 +395,6 @@ def test_section_before_and_after_download(setup):
 
 
 def test_section_without_backend_says_what_to_set(setup):
-    setup.own.backend_python = ""
+    setup.prefs.backend_python = ""
     log = draw(setup.bpy)
     assert "Set the backend Python" in labels(log).replace("\n", " ")
-    assert ("prop", "backend_python") in [e[:2] for e in log]

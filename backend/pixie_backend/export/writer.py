@@ -71,7 +71,7 @@ class ResultWriter:
         cfg = pixie.config
         self.settings = {
             "detector": getattr(pixie._detector, "name", str(pixie._detector_spec)),
-            "device": str(pixie.device), "precision": cfg.precision,
+            "device": str(pixie.device), "precision": cfg.precision, "speed": cfg.speed,
             "part_convention": cfg.crop.part_convention, "body_scale": cfg.crop.body_scale,
             "head_scale": cfg.crop.head_scale, "hand_scale": cfg.crop.hand_scale,
             **{k: v for k, v in asdict(cfg.fusion).items()},
@@ -85,11 +85,11 @@ class ResultWriter:
         if not result.ok or result.output is None:
             raise ValueError(f"cannot write a failed result ({result.message})")
         arrays = result_arrays(result.output, result.persons, self.smplx_cpu, self.pixie.config.crop.image_size)
-        source = {"path": result.source, "name": Path(result.source).stem, "width": result.width,
-                  "height": result.height, "sha256": None}
         src = Path(result.source)
+        source = {"path": result.source, "name": src.stem, "width": result.width, "height": result.height,
+                  "sha256": None}
         if src.is_file():
-            source["sha256"] = sha256_file(src)
+            source.update(path=str(src.resolve()), sha256=sha256_file(src))
         header = result_header(source, len(result.persons), self.package, self.checkpoint_sha, self.smplx_sha,
                                self.synthetic, self.settings, frame)
         header["persons"] = [{"box_source": q.source, "score": q.score} for q in result.persons]

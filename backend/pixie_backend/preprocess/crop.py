@@ -26,6 +26,10 @@ def bilinear_square(
 ) -> torch.Tensor:
     """Resample a square region of one image.
 
+    Bilinear interpolation of an axis-aligned scaling is separable, so it runs as two passes, in the
+    order scikit-image uses (along x within the two source rows, then along y): first along x for
+    the source rows the output needs, then along y.
+
     Args:
         image: (H, W, C) uint8 (scaled by 1/255) or float in [0, 1], any device.
         center: (2,) square centre, image pixels (x, y).
@@ -44,22 +48,35 @@ def bilinear_square(
     ys = grid + corner[1]
     x0 = torch.floor(xs)
     y0 = torch.floor(ys)
-    wx = (xs - x0).to(torch.float32)[None, :, None]  # (1, S, 1)
-    wy = (ys - y0).to(torch.float32)[:, None, None]  # (S, 1, 1)
+    wx = (xs - x0).to(torch.float32)[:, None]  # (S, 1)
+    wy = (ys - y0).to(torch.float32)[:, None]  # (S, 1)
     x0 = x0.long()
     y0 = y0.long()
-    scale = 1.0 / 255.0 if image.dtype == torch.uint8 else 1.0
 
-    def tap(yi: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
-        vy = (yi >= 0) & (yi < h)
-        vx = (xi >= 0) & (xi < w)
-        pix = image[yi.clamp(0, h - 1)[:, None], xi.clamp(0, w - 1)[None, :]].to(torch.float32)
-        return pix * (vy[:, None, None] & vx[None, :, None])
+    # pass 1, along x, for the source rows needed (a contiguous band, or just 2 per output row)
+    lo, hi = int(y0.min()), int(y0.max()) + 1
+    band = torch.arange(lo, hi + 1, device=dev) if hi - lo + 1 <= 2 * out_size else None
+    rows = band if band is not None else torch.cat([y0, y0 + 1])
+    src = image[rows.clamp(0, h - 1)]  # (R, W, C)
 
-    top = tap(y0, x0) * (1 - wx) + tap(y0, x0 + 1) * wx
-    bottom = tap(y0 + 1, x0) * (1 - wx) + tap(y0 + 1, x0 + 1) * wx
-    out = top * (1 - wy) + bottom * wy
-    return (out * scale).permute(2, 0, 1).contiguous()
+    def tap(xi: torch.Tensor) -> torch.Tensor:
+        t = src[:, xi.clamp(0, w - 1)].to(torch.float32)
+        bad = (xi < 0) | (xi >= w)
+        if bool(bad.any()):
+            t[:, bad] = 0.0
+        return t
+
+    across = tap(x0).mul_(1 - wx).addcmul_(tap(x0 + 1), wx)  # (R, S, C)
+    bad_rows = (rows < 0) | (rows >= h)
+    if bool(bad_rows.any()):
+        across[bad_rows] = 0.0
+    if image.dtype == torch.uint8:
+        across.mul_(1.0 / 255.0)
+    across = across.permute(2, 0, 1).contiguous()  # (C, R, S)
+    # pass 2, along y
+    i_top, i_bottom = (y0 - lo, y0 + 1 - lo) if band is not None else (
+        torch.arange(out_size, device=dev), torch.arange(out_size, 2 * out_size, device=dev))
+    return across[:, i_top].mul_(1 - wy).addcmul_(across[:, i_bottom], wy)
 
 
 def part_square(
