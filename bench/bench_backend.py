@@ -200,7 +200,7 @@ def main() -> int:
             for b in (64, 128, 256):
                 x = torch.rand(b, 3, 224, 224, device=device)
                 xh = torch.rand(b, 3, 1024, 1024, device=device)
-                dt = timeit(lambda: pixie.predict_crops(x, xh), device, repeat=5)
+                dt = timeit(lambda px=pixie, a=x, ah=xh: px.predict_crops(a, ah), device, repeat=5)
                 print(f"| crops batch {b} | {b / dt:.0f} persons/s |")
         pixie.close()
     return 0

@@ -143,7 +143,7 @@ class PixieModel(nn.Module):
         hd = image_hd.shape[-1]
         rows = (C.FACE_KPT_ROWS, C.LEFT_HAND_KPT_ROWS, C.RIGHT_HAND_KPT_ROWS)
         scales = (crop.head_scale, crop.hand_scale, crop.hand_scale)
-        boxes = [part_square(kpt[:, list(r)], hd, s) for r, s in zip(rows, scales)]
+        boxes = [part_square(kpt[:, list(r)], hd, s) for r, s in zip(rows, scales, strict=True)]
         centers = torch.stack([c for c, _ in boxes], dim=1)  # (B, 3, 2)
         sides = torch.stack([s for _, s in boxes], dim=1)  # (B, 3)
         cut = crop_parts(image_hd, centers, sides, crop.image_size, crop.part_convention)

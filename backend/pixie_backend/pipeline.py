@@ -33,7 +33,7 @@ from .geometry.camera import body_square, square_to_crop_tform
 from .model import PixieModel
 from .preprocess.crop import bilinear_square
 from .preprocess.detector import Detection, Detector, make_detector
-from .preprocess.image_io import DEFAULT_MAX_PIXELS, ImageLoadError, LoadedImage, from_array, load_image
+from .preprocess.image_io import DEFAULT_MAX_PIXELS, ImageLoadError, from_array, load_image
 from .types import PixieOutput
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,6 @@
 """Data-folder resolution and the errors a user sees for missing files."""
 
 import pytest
-
 from pixie_backend import assets
 from pixie_backend.assets import ENV_DATA_DIR, DataFolder, MissingAssetError
 

@@ -4,7 +4,6 @@ import argparse
 
 import pytest
 import torch
-
 from pixie_backend import constants as C
 from pixie_backend.checkpoint import CheckpointError, load_pixie_net, read_checkpoint, save_checkpoint
 from pixie_backend.config import NetConfig

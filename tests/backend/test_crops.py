@@ -4,13 +4,16 @@ against independent formulas, and the camera/crop round trips."""
 import numpy as np
 import pytest
 import torch
-from skimage.transform import estimate_transform, warp
-
 from pixie_backend.geometry.camera import (
-    body_square, crop_to_image_points, image_ortho_camera, normalized_to_crop_pixels, square_to_crop_tform,
+    body_square,
+    crop_to_image_points,
+    image_ortho_camera,
+    normalized_to_crop_pixels,
+    square_to_crop_tform,
     weak_perspective,
 )
 from pixie_backend.preprocess.crop import bilinear_square, crop_parts, part_square
+from skimage.transform import estimate_transform, warp
 
 RNG = np.random.default_rng(7)
 
@@ -64,7 +67,8 @@ def test_image_ortho_camera_composes_projection_and_crop():
     cam = torch.tensor([[1.1, 0.05, 0.2], [0.8, -0.3, 0.1]])
     center, side = torch.tensor([[200.0, 180.0], [640.0, 300.0]]), torch.tensor([380.0, 250.0])
     x = torch.tensor(RNG.normal(size=(2, 7, 3)), dtype=torch.float32)
-    via_crop = crop_to_image_points(normalized_to_crop_pixels(weak_perspective(x, cam)[..., :2], 224), center, side, 224)
+    crop_px = normalized_to_crop_pixels(weak_perspective(x, cam)[..., :2], 224)
+    via_crop = crop_to_image_points(crop_px, center, side, 224)
     a, bx, by = image_ortho_camera(cam, center, side, 224).unbind(-1)
     direct = torch.stack([a[:, None] * x[..., 0] + bx[:, None], a[:, None] * x[..., 1] + by[:, None]], -1)
     np.testing.assert_allclose(direct.numpy(), via_crop.numpy(), atol=1e-3)

@@ -6,7 +6,6 @@ import zlib
 import numpy as np
 import pytest
 from PIL import Image
-
 from pixie_backend.preprocess.image_io import ImageLoadError, from_array, load_image
 
 

@@ -5,12 +5,11 @@ import pytest
 import smplx
 import torch
 import yaml
-from scipy.spatial.transform import Rotation
-
 from pixie_backend import constants as C
-from pixie_backend.body.smplx_layer import PixieSMPLX, load_pickled_array
+from pixie_backend.body.smplx_layer import load_pickled_array
 from pixie_backend.geometry.rotations import flip_pose_lr
 from pixie_backend.nets.pixie_net import split_outputs
+from scipy.spatial.transform import Rotation
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +129,8 @@ def test_encode_semantics(model, crops):
         f_ext = net.Extractor_head_share(f_body)
         w = weights[:, 0]
         fused = w[:, :1] * f_ext + w[:, 1:] * f_head
-        torch.testing.assert_close(raw.shape, split_outputs(net.Regressor_head_share(fused), C.HEAD_SHARE_OUTPUTS)["shape"],
-                                   atol=1e-5, rtol=1e-4)
+        want_shape = split_outputs(net.Regressor_head_share(fused), C.HEAD_SHARE_OUTPUTS)["shape"]
+        torch.testing.assert_close(raw.shape, want_shape, atol=1e-5, rtol=1e-4)
         # hand fusion: (1 - w') * ext + w' * part, w' = 1 where the part weight > 0.7
         f_ext_r = net.Extractor_right_hand_share(f_body)
         w1 = weights[:, 2, 1:]

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from pixie_backend.preprocess.detector import MediaPipeDetector, OpenCVFaceDetector, make_detector
 from pixie_backend.preprocess.image_io import from_array
 

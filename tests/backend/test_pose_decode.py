@@ -1,13 +1,11 @@
 """Body-pose assembly, absolute -> relative and check_pose, against independent forward kinematics."""
 
-import math
 
 import numpy as np
 import torch
-from scipy.spatial.transform import Rotation
-
 from pixie_backend import constants as C
 from pixie_backend.body.pose import absolute_to_relative, assemble_body_pose, check_head_pose, parent_rotation
+from scipy.spatial.transform import Rotation
 
 
 def _rand(n, seed):

@@ -3,12 +3,17 @@
 import numpy as np
 import pytest
 import torch
-from scipy.spatial.transform import Rotation
-
 from pixie_backend.geometry.rotations import (
-    axis_angle_to_rotmat, euler_xyz_to_rotmat, flip_pose_lr, rot6d_grouped_to_rotmat,
-    rot6d_interleaved_to_rotmat, rotmat_to_axis_angle, rotmat_to_euler_xyz, rotmat_to_quat,
+    axis_angle_to_rotmat,
+    euler_xyz_to_rotmat,
+    flip_pose_lr,
+    rot6d_grouped_to_rotmat,
+    rot6d_interleaved_to_rotmat,
+    rotmat_to_axis_angle,
+    rotmat_to_euler_xyz,
+    rotmat_to_quat,
 )
+from scipy.spatial.transform import Rotation
 
 RNG = np.random.default_rng(1)
 
@@ -82,7 +87,8 @@ def test_jaw_euler_order_is_x_then_y_then_z():
 
 
 def test_matrix_to_euler_round_trip_and_scipy():
-    angles = np.concatenate([RNG.uniform(-3, 3, (64, 1)), RNG.uniform(-1.5, 1.5, (64, 1)), RNG.uniform(-3, 3, (64, 1))], 1)
+    angles = np.concatenate(
+        [RNG.uniform(-3, 3, (64, 1)), RNG.uniform(-1.5, 1.5, (64, 1)), RNG.uniform(-3, 3, (64, 1))], 1)
     r = Rotation.from_euler("XYZ", angles).as_matrix()
     got = rotmat_to_euler_xyz(torch.tensor(r)).numpy()
     np.testing.assert_allclose(got, Rotation.from_matrix(r).as_euler("XYZ"), atol=1e-9)
@@ -122,7 +128,8 @@ def test_axis_angle_round_trips_including_0_and_pi(dtype):
     assert (np.linalg.norm(back, axis=1) <= np.pi + 1e-6).all()
     q = rotmat_to_quat(torch.tensor(r, dtype=dtype)).numpy()
     assert (q[:, 0] >= 0).all()
-    np.testing.assert_allclose(np.abs((q * Rotation.from_matrix(r).as_quat(scalar_first=True)).sum(1)), 1, atol=tol * 10)
+    dots = (q * Rotation.from_matrix(r).as_quat(scalar_first=True)).sum(1)
+    np.testing.assert_allclose(np.abs(dots), 1, atol=tol * 10)
 
 
 def test_axis_angle_gradients_are_finite():

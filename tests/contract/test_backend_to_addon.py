@@ -17,7 +17,7 @@ def written(small_pixie, astronaut, two_people, tmp_path_factory):
     res = small_pixie.predict([astronaut, two_people],
                               boxes=[[[150, 20, 450, 511]], [[140, 20, 460, 511], [560, 20, 880, 511]]])
     writer = ResultWriter(small_pixie, out)
-    paths = [writer.write(r, name)[0] for r, name in zip(res, ("one", "two"))]
+    paths = [writer.write(r, name)[0] for r, name in zip(res, ("one", "two"), strict=True)]
     return paths, writer, res
 
 
@@ -84,5 +84,6 @@ def test_header_and_axis_angle_consistency(written):
                                                       z["right_hand_pose"]], 1), full)
         # 2-D keypoints are the 3-D joints seen through the orthographic image camera
         a, bx, by = z["cam_image_px"].T
-        proj = np.stack([a[:, None] * z["joints"][..., 0] + bx[:, None], a[:, None] * z["joints"][..., 1] + by[:, None]], -1)
+        joints = z["joints"]
+        proj = np.stack([a[:, None] * joints[..., 0] + bx[:, None], a[:, None] * joints[..., 1] + by[:, None]], -1)
         np.testing.assert_allclose(proj, z["keypoints_2d"], atol=0.05)

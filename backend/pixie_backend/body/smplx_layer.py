@@ -109,7 +109,7 @@ def load_smplx_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     }
     for key, shape in need.items():
         got = arrays[key].shape
-        if len(got) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got)):
+        if len(got) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got, strict=True)):
             raise ModelFileError(f"{path}: {key} has shape {got}, expected {shape}")
     if arrays["shapedirs"].shape[2] < C.EXPRESSION_OFFSET + C.NUM_EXPRESSION:
         raise ModelFileError(

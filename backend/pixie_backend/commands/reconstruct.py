@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..assets import MissingAssetError
-    from ..checkpoint import CheckpointError
     from ..body.smplx_layer import ModelFileError
+    from ..checkpoint import CheckpointError
     from ..config import CropConfig, PixieConfig
     from ..export.writer import ResultWriter, is_complete_result, output_names
     from ..pipeline import Pixie, gather_images
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     names = output_names(paths)
     todo = []
     skipped = 0
-    for path, name in zip(paths, names):
+    for path, name in zip(paths, names, strict=True):
         if args.resume and is_complete_result(writer.result_path(name)):
             skipped += 1
             _emit(args, {"image": str(path), "status": "skipped", "result": str(writer.result_path(name))},

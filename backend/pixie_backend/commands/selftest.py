@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     print(DISCLAIMER)
     print(f"python {platform.python_version()} on {platform.system()} {platform.machine()}")
     cuda = torch.cuda.is_available()
-    print(f"torch {torch.__version__}, CUDA {'available: ' + torch.cuda.get_device_name(0) if cuda else 'not available'}"
+    gpu = f"available: {torch.cuda.get_device_name(0)}" if cuda else "not available"
+    print(f"torch {torch.__version__}, CUDA {gpu}"
           f", {torch.get_num_threads()} CPU threads")
     for dist in ("numpy", "smplx", "opencv-python-headless", "pillow", "mediapipe", "tqdm", "platformdirs"):
         print(f"  {dist:24s} {_version(dist)}")
@@ -105,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
             return f"{det.name}: {len(found)} person(s) in the {image_name}"
 
         checks.run("person detector", detector_check)
-        pix = checks.run("load checkpoint and body model (CPU)", lambda: Pixie(data_dir, PixieConfig(), detector="none"))
+        pix = checks.run("load checkpoint and body model (CPU)",
+                         lambda: Pixie(data_dir, PixieConfig(), detector="none"))
         if pix is None:
             return 1
 

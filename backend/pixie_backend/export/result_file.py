@@ -212,7 +212,7 @@ def write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray, uvs: tuple[np
         vt, ft = uvs
         lines += [f"vt {a:.6f} {b:.6f}\n" for a, b in vt]
         ft = np.asarray(ft, np.int64) + 1
-        lines += [f"f {a}/{ta} {b}/{tb} {c}/{tc}\n" for (a, b, c), (ta, tb, tc) in zip(f, ft)]
+        lines += [f"f {a}/{ta} {b}/{tb} {c}/{tc}\n" for (a, b, c), (ta, tb, tc) in zip(f, ft, strict=True)]
     else:
         lines += [f"f {a} {b} {c}\n" for a, b, c in f]
     path.parent.mkdir(parents=True, exist_ok=True)

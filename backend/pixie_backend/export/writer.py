@@ -15,8 +15,15 @@ import numpy as np
 from ..assets import sha256_file
 from ..pipeline import ImageResult, Pixie
 from .result_file import (
-    FORMAT_VERSION, RESULT_FORMAT, RESULT_SUFFIX, PackageRef, result_arrays, result_header, write_obj,
-    write_package, write_result,
+    FORMAT_VERSION,
+    RESULT_FORMAT,
+    RESULT_SUFFIX,
+    PackageRef,
+    result_arrays,
+    result_header,
+    write_obj,
+    write_package,
+    write_result,
 )
 
 log = logging.getLogger(__name__)
@@ -30,7 +37,7 @@ def output_names(paths: list[Path]) -> list[str]:
     for s in stems:
         counts[s] = counts.get(s, 0) + 1
     out = []
-    for p, s in zip(paths, stems):
+    for p, s in zip(paths, stems, strict=True):
         if counts[s] > 1:
             s = f"{s}_{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:8]}"
         out.append(s)
@@ -61,9 +68,16 @@ class ResultWriter:
         self.synthetic = bool(data is not None and data.is_synthetic)
         self.uvs = None
         if data is not None and data.has("smplx_tex_obj"):
-            from ..synthetic.files import read_obj_uvs
+            from ..body.obj_io import read_obj_uvs
 
-            self.uvs = read_obj_uvs(data.path("smplx_tex_obj"))
+            try:
+                self.uvs = read_obj_uvs(data.path("smplx_tex_obj"))
+                if self.uvs[1].shape != tuple(pixie.model.smplx.faces.shape):
+                    raise ValueError(f"{len(self.uvs[1])} UV triangles for {pixie.model.smplx.faces.shape[0]} "
+                                     "model triangles")
+            except (ValueError, OSError) as e:
+                log.warning("smplx_tex.obj is unusable (%s); results get no UVs", e)
+                self.uvs = None
         self.checkpoint_sha = sha256_file(pixie.checkpoint_path) if pixie.checkpoint_path else None
         self.smplx_sha = sha256_file(pixie.smplx_path) if pixie.smplx_path else None
         self.package: PackageRef = write_package(self.out_dir, self.smplx_cpu, self.uvs, self.smplx_sha,

@@ -32,7 +32,7 @@ def _fold_in_place(module: nn.Module) -> int:
         count += _fold_in_place(child)
     if isinstance(module, nn.Sequential):
         names = list(module._modules)
-        for a, b in zip(names, names[1:]):
+        for a, b in zip(names, names[1:], strict=False):
             conv, bn = module._modules[a], module._modules[b]
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
                 module._modules[a], module._modules[b] = fold_conv_bn(conv, bn), nn.Identity()

@@ -20,6 +20,7 @@ from .. import constants as C
 from ..config import NetConfig
 from .pixie_net import PixieNet
 
+
 #: 6D (interleaved) of a rotation matrix: columns 0 and 1 interleaved.
 def _to6d(r: np.ndarray) -> np.ndarray:
     return np.stack([r[:, 0], r[:, 1]], axis=-1).reshape(6)
