@@ -15,12 +15,11 @@ pytest.importorskip("torch")  # the backend; absent in the bpy 4.2 environment, 
 
 @pytest.fixture(scope="module")
 def backend_result(tmp_path_factory):
-    from skimage import data
-
     from pixie_backend.config import PixieConfig
     from pixie_backend.export.writer import ResultWriter
     from pixie_backend.pipeline import Pixie
     from pixie_backend.synthetic_assets import write_synthetic_data
+    from skimage import data
 
     root = tmp_path_factory.mktemp("backend-result")
     write_synthetic_data(root / "data", body="small", net="tiny", seed=2)
