@@ -73,6 +73,16 @@ def test_reconstruct_folder(small_data_dir, image_folder, tmp_path, capsys):
     again = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert again[-1]["skipped"] == len(GOOD) and again[-1]["ok"] == 0 and code == 3
 
+    # a result cut short (a run killed while copying files around) is redone, not trusted
+    done = out / "grey.pixie.npz"
+    done.write_bytes(done.read_bytes()[:1000])
+    main(["reconstruct", str(image_folder / "grey.png"), "-o", str(out), "--data-dir", str(small_data_dir),
+          "--device", "cpu", "--json-progress"])
+    third = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert third[-1]["ok"] == 1 and third[-1]["skipped"] == 0
+    with np.load(done) as z:
+        assert z["vertices"].shape[0] == 1
+
 
 def test_reconstruct_errors_are_clear(tmp_path, capsys):
     assert main(["reconstruct", str(tmp_path / "nothing*.jpg"), "-o", str(tmp_path / "o")]) == 1
