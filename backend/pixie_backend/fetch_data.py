@@ -87,6 +87,7 @@ from .assets import (
     UTILITIES_OTHER_MEMBERS,
     AssetSpec,
     DownloadSpec,
+    sha256_file,
 )
 
 log = logging.getLogger(__name__)
@@ -634,15 +635,6 @@ def _fsync(f) -> None:
     os.fsync(f.fileno())
 
 
-def _hash_file(path: Path) -> tuple[str, int]:
-    h, n = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-            n += len(block)
-    return h.hexdigest(), n
-
-
 def _read_head(path: Path, n: int = 4096) -> bytes:
     with open(path, "rb") as f:
         return f.read(n)
@@ -1059,7 +1051,7 @@ class Fetcher:
         """Size, checksum and format of a complete ``.part``; a failing one is deleted."""
         spec = item.spec
         try:
-            digest, size = _hash_file(part)
+            digest, size = sha256_file(part), part.stat().st_size
             if spec.size is not None and size != spec.size:
                 raise VerificationError(
                     f"{item.file} has {size} bytes, but the registry expects {spec.size}.",

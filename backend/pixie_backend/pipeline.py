@@ -251,13 +251,10 @@ class Pixie:
                 p = prepared.get()
                 if p is None:
                     break
-                if p.image is None:
-                    pending.append(p)
-                else:
-                    pending.append(p)
-                    if sum(q.image.shape[0] for q in pending if q.image is not None) >= batch_size:
-                        yield from self._run_batch(pending)
-                        pending = []
+                pending.append(p)
+                if p.image is not None and sum(q.image.shape[0] for q in pending if q.image is not None) >= batch_size:
+                    yield from self._run_batch(pending)
+                    pending = []
                 # yield leading failures immediately (results stay in order)
                 while pending and pending[0].image is None:
                     yield pending.pop(0).result
@@ -288,16 +285,12 @@ class Pixie:
                 start = 0
                 for p in with_images:
                     n = p.image.shape[0]
-                    p.result.output = _slice_output(out, start, start + n)
+                    p.result.output = out.index(slice(start, start + n))
                     p.result.timings["model"] = dt * n / image.shape[0]
                     start += n
         for p in group:
             p.image = p.image_hd = None
             yield p.result
-
-
-def _slice_output(out: PixieOutput, start: int, stop: int) -> PixieOutput:
-    return out.index(slice(start, stop))
 
 
 def gather_images(inputs: Iterable[str], extensions: Sequence[str] = (
