@@ -309,6 +309,19 @@ def pose_directions(vertices: np.ndarray, weights: np.ndarray, joints: np.ndarra
     return out
 
 
+def _orthonormal_columns(a: np.ndarray) -> np.ndarray:
+    """Modified Gram-Schmidt, twice, on the columns of ``(N, N)`` ``a``: orthonormal columns
+    spanning the same nested subspaces. Elementwise numpy only (no LAPACK), so the result has the
+    same bits on every machine and thread count."""
+    q = np.array(a, dtype=np.float64)
+    for _ in range(2):
+        for i in range(q.shape[1]):
+            q[:, i] /= np.sqrt((q[:, i] * q[:, i]).sum())
+            proj = (q[:, i:i + 1] * q[:, i + 1:]).sum(axis=0)
+            q[:, i + 1:] -= q[:, i:i + 1] * proj[None]
+    return q
+
+
 def hand_pca(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Hand pose PCA in the MANO layout (15 joints x axis-angle).
 
@@ -323,8 +336,7 @@ def hand_pca(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarr
     flex[12:, 2] = -0.4
     a = rng.normal(size=(45, 45))
     a[:, 0] = flex.reshape(-1)
-    q, _ = np.linalg.qr(a)
-    comp_l = q.T
+    comp_l = _orthonormal_columns(a).T
     if comp_l[0] @ flex.reshape(-1) < 0:
         comp_l[0] *= -1.0
     mirror = np.tile(np.array([1.0, -1.0, -1.0]), 15)  # reflect axis-angles in the x = 0 plane

@@ -274,6 +274,6 @@ def build_body_mesh(levels: int, eye_resolution: int,
     v, f, upper, lower = _cut_slit(v, f, path)
     v, f, region, patch = _fix_counts(v, f, region, patch, target_vertices)
     return BodyMesh(
-        vertices=v, faces=f, face_region=region, face_patch=patch,
+        vertices=mo.snap(v), faces=f, face_region=region, face_patch=patch,
         upper_lip=upper, lower_lip=lower, mouth_corners=corners, layout=layout,
     )

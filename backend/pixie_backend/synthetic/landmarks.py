@@ -139,7 +139,7 @@ def _silhouette(p2: np.ndarray, faces: np.ndarray, centre: np.ndarray, ray_deg: 
     b = np.roll(faces, -1, axis=1).reshape(-1)
     pa, pb = p2[a] - centre, p2[b] - centre
     e = pb - pa
-    d = np.stack([np.cos(np.deg2rad(ray_deg)), np.sin(np.deg2rad(ray_deg))], axis=1)
+    d = mo.snap(np.stack([np.cos(np.deg2rad(ray_deg)), np.sin(np.deg2rad(ray_deg))], axis=1))
     # solve centre + t d = pa + s e
     det = d[:, None, 0] * (-e[None, :, 1]) - d[:, None, 1] * (-e[None, :, 0])
     ok = np.abs(det) > 1e-14
@@ -174,9 +174,10 @@ def contour_table(mesh: BodyMesh, joints: np.ndarray) -> tuple[np.ndarray, np.nd
     faces = np.zeros((NUM_DYNAMIC_LUT_ROWS, NUM_CONTOUR_LANDMARKS), dtype=np.int64)
     bary = np.zeros((NUM_DYNAMIC_LUT_ROWS, NUM_CONTOUR_LANDMARKS, 3))
     for row, yaw in enumerate(yaws):
-        r = _rot_y(float(yaw))
-        p = (mesh.vertices - pivot) @ r.T + pivot
-        c = (centre3 - pivot) @ r.T + pivot
+        # snapped: the silhouette's argmax decides between the two copies of a shared edge
+        r = mo.snap(_rot_y(float(yaw)))
+        p = mo.snap((mesh.vertices - pivot) @ r.T + pivot)
+        c = mo.snap((centre3 - pivot) @ r.T + pivot)
         f, b = _silhouette(p[:, :2], sub, c[:2], CONTOUR_RAY_DEG)
         faces[row], bary[row] = cand[f], b
     return faces, bary

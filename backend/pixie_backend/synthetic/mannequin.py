@@ -28,7 +28,7 @@ from . import blendshapes as bs
 from . import landmarks as lm
 from . import skinning as skn
 from .body_mesh import build_body_mesh
-from .meshops import unique_edges, vertex_normals
+from .meshops import snap, unique_edges, vertex_normals
 from .skeleton import rest_joints
 from .uv import uv_layout
 
@@ -146,26 +146,35 @@ def build_body_model(variant: str = "full", seed: int = 0) -> BodyModel:
 
     kintree = np.stack([np.array(SMPLX_PARENTS, dtype=np.int64), np.arange(NUM_JOINTS)])
     kintree[0, 0] = ROOT_PARENT
+    # every float array leaves on the snap grid (see meshops.snap): byte-identical files for a
+    # seed on any machine and thread count; regressor rows are renormalised after snapping
+    j_reg, j14 = _snap_rows(j_reg), _snap_rows(j14)
     return BodyModel(
         v_template=v.astype(np.float64),
         f=faces.astype(np.uint32),
-        shapedirs=np.concatenate([shape, expr], axis=2),
-        posedirs=posedirs,
+        shapedirs=snap(np.concatenate([shape, expr], axis=2)),
+        posedirs=snap(posedirs),
         J_regressor=j_reg,
         weights=weights,
         kintree_table=kintree,
         hands_componentsl=comp_l,
         hands_componentsr=comp_r,
-        hands_meanl=mean_l,
-        hands_meanr=mean_r,
+        hands_meanl=snap(mean_l),
+        hands_meanr=snap(mean_r),
         lmk_faces_idx=lmk_f.astype(np.int64),
-        lmk_bary_coords=lmk_b,
+        lmk_bary_coords=_snap_rows(lmk_b),
         dynamic_lmk_faces_idx=dyn_f.astype(np.int64),
-        dynamic_lmk_bary_coords=dyn_b,
-        vt=vt,
+        dynamic_lmk_bary_coords=_snap_rows(dyn_b),
+        vt=snap(vt),
         ft=ft.astype(np.uint32),
         extra_joint_faces=ext_f.astype(np.int64),
-        extra_joint_bary=ext_b,
+        extra_joint_bary=_snap_rows(ext_b),
         j14_regressor=j14,
-        joints=j_reg @ v,
+        joints=snap(j_reg @ v),
     )
+
+
+def _snap_rows(w: np.ndarray) -> np.ndarray:
+    """Snap convex weights (rows along the last axis) and make each row sum to one again."""
+    w = snap(w)
+    return w / w.sum(axis=-1, keepdims=True)

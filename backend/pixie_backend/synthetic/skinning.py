@@ -253,7 +253,7 @@ def skin_weights(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray,
     w[np.arange(n), labels] = 1.0
     free = _free_band(vertices, edges, labels, joints)
     free[pinned] = False
-    w = _harmonic_fill(n, edges, w, free)
+    w = mo.snap(_harmonic_fill(n, edges, w, free))  # exact ties stay ties on every machine
     return _sparsify(w)
 
 
