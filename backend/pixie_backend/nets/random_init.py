@@ -137,16 +137,16 @@ def _damp_residual_branches(net: nn.Module) -> None:
 
 def _calibration_images(rng: _Rng, n: int, size: int = 224) -> torch.Tensor:
     """Random images in [0, 1] with a natural-image-like 1/f spectrum plus pixel noise:
-    (n, 3, size, size). Broad spectra keep the calibrated statistics valid for photographs."""
-    img = torch.zeros(n, 3, size, size)
+    (n, 3, size, size) float64. Broad spectra keep the calibrated statistics valid for photographs."""
+    img = torch.zeros(n, 3, size, size, dtype=torch.float64)
     cells = 4
     while cells <= size:
         octave = torch.nn.functional.interpolate(
-            rng.normal((n, 3, cells, cells), 1.0), size=(size, size), mode="bilinear", align_corners=False
+            rng.normal((n, 3, cells, cells), 1.0).double(), size=(size, size), mode="bilinear", align_corners=False
         )
         img += octave * (4.0 / cells) ** 0.5
         cells *= 2
-    img = img / img.std(dim=(1, 2, 3), keepdim=True) + rng.normal(img.shape, 0.3)
+    img = img / img.std(dim=(1, 2, 3), keepdim=True) + rng.normal(img.shape, 0.3).double()
     return torch.sigmoid(1.5 * img)
 
 
@@ -196,7 +196,17 @@ def random_pixie_net(cfg: NetConfig | None = None, seed: int = 0, calibrate: boo
         net.submodule(key).temperature.fill_(t)  # != 1, so a decode that ignores it is caught
     if not calibrate:
         return net.eval()
+    # Calibrate in float64, then round once to float32: the calibration runs the networks, whose
+    # float32 results change in the last bits with the thread count and the CPU's kernels; in
+    # float64 that noise is 1e-16 and the final rounding to float32 removes it, so a seed gives
+    # the same bytes on every machine.
+    _calibrate(net.double(), cfg, rng)
+    return net.float().eval()
 
+
+def _calibrate(net: PixieNet, cfg: NetConfig, rng: _Rng) -> None:
+    """BN statistics, extractors, regressor and moderator scales, fitted on random images (in
+    the network's dtype)."""
     f_body = _calibrate_bn(net.Encoder_body, _calibration_images(rng, 8))
     part_imgs = _calibration_images(rng, 8)
     f_head = _calibrate_bn(net.Encoder_head, part_imgs)
@@ -210,7 +220,7 @@ def random_pixie_net(cfg: NetConfig | None = None, seed: int = 0, calibrate: boo
                       ("Extractor_right_hand_share", "hand")):
         lin = net.submodule(key).layers[0]
         (mu_b, sd_b), (mu_p, sd_p) = stats["body"], stats[part]
-        lin.weight.copy_((torch.eye(d) * 0.8 + rng.normal((d, d), 0.3 / math.sqrt(d))) * (sd_p / sd_b))
+        lin.weight.copy_((torch.eye(d) * 0.8 + rng.normal((d, d), 0.3 / math.sqrt(d))).to(sd_p.dtype) * (sd_p / sd_b))
         lin.bias.copy_(mu_p - lin.weight @ mu_b)
     # Every MLP reading a feature standardises it in its first layer, and its last layer is fitted so
     # that outputs spread by a chosen std around a plausible bias.
@@ -232,7 +242,6 @@ def random_pixie_net(cfg: NetConfig | None = None, seed: int = 0, calibrate: boo
         logits = hidden @ last.weight.T
         last.weight.mul_(0.6 / (logits[:, 1] - logits[:, 0]).std().clamp_min(1e-6) / mod.temperature)
         last.bias.copy_(torch.tensor([0.0, 0.5]) / mod.temperature - (hidden @ last.weight.T).mean(0))
-    return net.eval()
 
 
 @torch.no_grad()
@@ -240,3 +249,16 @@ def _fold_standardisation(lin: nn.Linear, mean: torch.Tensor, std: torch.Tensor)
     """Make ``lin(x)`` compute ``lin((x - mean) / std)`` (per-unit mean, one scalar std)."""
     lin.weight.div_(std)
     lin.bias.sub_(lin.weight @ mean)
+
+
+def state_sha256(module: nn.Module) -> str:
+    """SHA-256 of a module's state (names, dtypes, shapes and bytes, in state-dict order): equal
+    for equal weights whatever the file format or torch version that saves them."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
