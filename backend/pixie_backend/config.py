@@ -11,11 +11,15 @@ from typing import Literal
 
 #: How part crops map output pixels to source pixels (``pixie-inference.md`` §6.2).
 #:
+#: * ``"kornia_legacy"`` (the default) — kornia <= 0.8.x: the homography is normalised with the
+#:   corner-aligned ``2/(size-1)`` rule but the grid is sampled with ``align_corners=False``, which
+#:   shifts samples by up to ~0.4 px at the crop border. Upstream pinned kornia 0.4.0 (with torch
+#:   1.6) when the model was trained and released (Oct 2021; support for newer kornia came 14
+#:   months later), and kornia 0.4.0 gives these crops to the bit (the float64 parity run), so the
+#:   released weights saw this sampling in training.
 #: * ``"kornia09"`` — kornia >= 0.9.0: ``warp_affine(..., align_corners=False)`` samples the source
-#:   exactly at ``M^-1 · dst`` with pixel centres on integer coordinates.
-#: * ``"kornia_legacy"`` — kornia <= 0.8.x (upstream pins 0.4.0): the homography is normalised with
-#:   the corner-aligned ``2/(size-1)`` rule but the grid is sampled with ``align_corners=False``,
-#:   which shifts samples by up to ~0.4 px at the crop border.
+#:   exactly at ``M^-1 · dst`` with pixel centres on integer coordinates: what upstream's code
+#:   does today when installed with a current kornia.
 PartCropConvention = Literal["kornia09", "kornia_legacy"]
 Precision = Literal["fp32", "bf16", "fp16"]
 #: ``exact``: the encoders run as loaded, in PyTorch's default memory layout — the closest float
@@ -23,6 +27,11 @@ Precision = Literal["fp32", "bf16", "fp16"]
 #: channels-last layout — 15-20 % faster encoders on the CPU, more on CUDA; outputs differ from
 #: ``exact`` by float rounding only.
 Speed = Literal["exact", "fast"]
+#: Floating-point type of the whole computation (networks, crops, SMPL-X). ``float32`` is the
+#: product. ``float64`` proves equivalence where float32 rounding cannot (the parity tests against
+#: upstream, ``fast`` against ``exact``) and is there for users who want it: 5-10x slower on the
+#: CPU, fp32 precision only.
+Dtype = Literal["float32", "float64"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,7 @@ class CropConfig:
     hd_size: int = 1024  #: high-resolution body crop that part crops are cut from
     head_scale: float = 2.0  #: mean of the training range 1.8..2.2
     hand_scale: float = 2.4  #: mean of the training range 2.2..2.6
-    part_convention: PartCropConvention = "kornia09"
+    part_convention: PartCropConvention = "kornia_legacy"
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,20 @@ class PixieConfig:
     device: str = "cpu"
     precision: Precision = "fp32"  #: bf16/fp16 autocast applies to the encoders on CUDA only
     speed: Speed = "exact"
+    dtype: Dtype = "float32"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', not {self.dtype!r}")
+        if self.dtype == "float64" and self.precision != "fp32":
+            raise ValueError(f"precision {self.precision!r} (autocast) cannot run in float64; use precision='fp32'")
+
+    @property
+    def torch_dtype(self):
+        """``torch.float32`` or ``torch.float64``."""
+        import torch
+
+        return getattr(torch, self.dtype)
 
     def with_(self, **changes) -> PixieConfig:
         return replace(self, **changes)

@@ -26,13 +26,18 @@ _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class PixieModel(nn.Module):
-    """Networks + SMPL-X layer. Inputs are body crops; see :meth:`forward`."""
+    """Networks + SMPL-X layer. Inputs are body crops; see :meth:`forward`.
+
+    The model takes ``net`` and ``smplx`` over and converts them, in place, to ``cfg.dtype`` before
+    it derives anything from them (the folded encoders of ``speed="fast"`` are computed in that
+    dtype, so ``fast`` and ``exact`` agree to float64 rounding in a float64 model).
+    """
 
     def __init__(self, net: PixieNet, smplx: PixieSMPLX, cfg: PixieConfig | None = None):
         super().__init__()
-        self.net = net
-        self.smplx = smplx
         self.cfg = cfg or PixieConfig()
+        self.net = net.to(self.cfg.torch_dtype)
+        self.smplx = smplx.to(self.cfg.torch_dtype)
         #: the encoders that run (``net``'s own, or folded channels-last copies in ``fast`` mode);
         #: a plain dict, so they are not part of this module's state dict
         self._encoders: dict[str, nn.Module] = {}
@@ -72,12 +77,13 @@ class PixieModel(nn.Module):
         return torch.autocast("cuda", dtype=dtype)
 
     def _encode_images(self, name: str, images: torch.Tensor) -> torch.Tensor:
-        """Run a CNN encoder (autocast on CUDA if configured); features come back in float32."""
+        """Run a CNN encoder (autocast on CUDA if configured); features come back in the images'
+        dtype (float32, or float64 for a float64 model)."""
         encoder = self._encoders[name]
         if self._channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with self._autocast(images.device):
-            return encoder(images).float()
+            return encoder(images).to(images.dtype)
 
     def _head_share(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
         return split_outputs(self.net.Regressor_head_share(feat), C.HEAD_SHARE_OUTPUTS)

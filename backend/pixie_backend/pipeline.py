@@ -141,13 +141,15 @@ class Pixie:
     # ------------------------------------------------------------------ 4a
     @torch.inference_mode()
     def predict_crops(self, image: torch.Tensor, image_hd: torch.Tensor) -> PixieOutput:
-        """Decoded outputs for body crops (upstream ``encode`` + ``decode``), on the model's device.
+        """Decoded outputs for body crops (upstream ``encode`` + ``decode``), on the model's device
+        and in the configured dtype (``PixieConfig.dtype``).
 
         Args:
             image: (B, 3, 224, 224) RGB in [0, 1].
             image_hd: (B, 3, 1024, 1024) RGB in [0, 1], the same crop at high resolution.
         """
-        return self.model(image.to(self.device, torch.float32), image_hd.to(self.device, torch.float32))
+        dtype = self.config.torch_dtype
+        return self.model(image.to(self.device, dtype), image_hd.to(self.device, dtype))
 
     # ------------------------------------------------------------------ 4b
     def prepare(self, item: ImageInput, index: int = 0, boxes: Sequence[Sequence[float]] | None = None,
@@ -186,8 +188,9 @@ class Pixie:
             center, side = body_square(box, scale)
             if side.item() < 2:
                 continue
-            crops.append(bilinear_square(pix, center, side, self.config.crop.image_size))
-            crops_hd.append(bilinear_square(pix, center, side, self.config.crop.hd_size))
+            dtype = self.config.torch_dtype
+            crops.append(bilinear_square(pix, center, side, self.config.crop.image_size, dtype))
+            crops_hd.append(bilinear_square(pix, center, side, self.config.crop.hd_size, dtype))
             result.persons.append(PersonCrop(
                 box=np.asarray(d.box, np.float64), center=center.numpy(), side=float(side),
                 tform=square_to_crop_tform(center, side, self.config.crop.image_size).numpy(),

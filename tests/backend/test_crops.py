@@ -129,3 +129,14 @@ def test_part_crops_batch_and_unknown_convention():
     torch.testing.assert_close(out[1, 2], single[0, 0])
     with pytest.raises(ValueError, match="convention"):
         crop_parts(img, centers, sides, 32, "nearest")
+
+
+def test_body_crop_in_float64_matches_skimage_to_rounding():
+    """The float64 crop (``PixieConfig(dtype="float64")``) is scikit-image's warp to float64 rounding."""
+    img = RNG.integers(0, 256, size=(200, 160, 3), dtype=np.uint8)
+    box = (40.3, 12.0, 150.7, 170.2)
+    center, side = body_square(torch.tensor(box, dtype=torch.float64))
+    want, _ = upstream_body_crop(img / 255.0, box, 224)
+    got = bilinear_square(torch.from_numpy(img), center, side, 224, torch.float64)
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-13)

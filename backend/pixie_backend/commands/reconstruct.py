@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="person detector; 'none' treats each image as a person crop (default: auto)")
     p.add_argument("--boxes", help="JSON file {image file name or path: [[x1, y1, x2, y2], ...]}; "
                                    "listed images use these boxes instead of the detector")
-    p.add_argument("--part-crop-convention", choices=("kornia09", "kornia_legacy"), default="kornia09",
+    p.add_argument("--part-crop-convention", choices=("kornia_legacy", "kornia09"), default="kornia_legacy",
                    help="pixel convention of the head/hand crops (see README: Fidelity)")
     p.add_argument("--obj", action=argparse.BooleanOptionalAction, default=True,
                    help="also write <name>_p<k>.obj quick-look meshes (default: on)")

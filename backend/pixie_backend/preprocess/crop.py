@@ -22,7 +22,8 @@ from ..config import PartCropConvention
 
 
 def bilinear_square(
-    image: torch.Tensor, center: torch.Tensor, side: torch.Tensor, out_size: int
+    image: torch.Tensor, center: torch.Tensor, side: torch.Tensor, out_size: int,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Resample a square region of one image.
 
@@ -35,9 +36,10 @@ def bilinear_square(
         center: (2,) square centre, image pixels (x, y).
         side: () square side, image pixels.
         out_size: output side S.
+        dtype: output (and arithmetic) dtype, float32 or float64.
 
     Returns:
-        (C, S, S) float32 in [0, 1]; zeros where the square leaves the image.
+        (C, S, S) ``dtype`` in [0, 1]; zeros where the square leaves the image.
     """
     h, w = image.shape[:2]
     dev = image.device
@@ -48,8 +50,8 @@ def bilinear_square(
     ys = grid + corner[1]
     x0 = torch.floor(xs)
     y0 = torch.floor(ys)
-    wx = (xs - x0).to(torch.float32)[:, None]  # (S, 1)
-    wy = (ys - y0).to(torch.float32)[:, None]  # (S, 1)
+    wx = (xs - x0).to(dtype)[:, None]  # (S, 1)
+    wy = (ys - y0).to(dtype)[:, None]  # (S, 1)
     x0 = x0.long()
     y0 = y0.long()
 
@@ -60,7 +62,7 @@ def bilinear_square(
     src = image[rows.clamp(0, h - 1)]  # (R, W, C)
 
     def tap(xi: torch.Tensor) -> torch.Tensor:
-        t = src[:, xi.clamp(0, w - 1)].to(torch.float32)
+        t = src[:, xi.clamp(0, w - 1)].to(dtype)
         bad = (xi < 0) | (xi >= w)
         if bool(bad.any()):
             t[:, bad] = 0.0
@@ -145,7 +147,7 @@ def crop_parts(
     center: torch.Tensor,
     side: torch.Tensor,
     out_size: int = 224,
-    convention: PartCropConvention = "kornia09",
+    convention: PartCropConvention = "kornia_legacy",
 ) -> torch.Tensor:
     """Cut K squares out of each HD body crop, in one ``grid_sample`` call (no copies of the image).
 
