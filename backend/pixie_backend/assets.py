@@ -330,6 +330,29 @@ class DataFolder:
             return {}
 
 
+def network_config_for(folder: DataFolder, requested):
+    """The network widths to build for ``folder``'s checkpoint.
+
+    A folder written by ``make-synthetic --net tiny`` holds a width-reduced random network; when
+    the caller asked for the released architecture, the tiny one is used instead, and this is
+    logged. Any other request is returned unchanged (a mismatch then fails in the strict loader,
+    naming the keys).
+
+    Args:
+        requested: :class:`~pixie_backend.config.NetConfig`.
+    """
+    import logging
+
+    from .config import NetConfig
+
+    if folder.synthetic_info().get("net") == "tiny" and requested.is_official:
+        logging.getLogger(__name__).warning(
+            "%s holds SYNTHETIC assets with a width-reduced network (make-synthetic --net tiny): "
+            "building NetConfig.tiny()", folder.root)
+        return NetConfig.tiny()
+    return requested
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file, streamed."""
     h = hashlib.sha256()

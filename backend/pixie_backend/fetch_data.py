@@ -63,7 +63,6 @@ import shutil
 import socket
 import ssl
 import stat
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -76,6 +75,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .atomic import atomic_write
+from .locking import FolderBusy, folder_lock
 from .assets import (
     ASSETS,
     DOWNLOAD_ENDPOINT,
@@ -745,46 +746,34 @@ def _extract_member(
 ) -> None:
     if dest.is_dir() and not dest.is_symlink():
         raise UsageError(f"cannot unpack {dest.name}: a folder of that name is in the way ({dest})")
-    fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{dest.name}.", suffix=".tmp", dir=dest.parent)
-    tmp = Path(tmp_name)
     try:
-        h, n = hashlib.sha256(), 0
-        with os.fdopen(fd, "wb") as out, zf.open(info) as src:
+        with atomic_write(dest, prefix=f"{TEMP_PREFIX}{dest.name}.") as out, zf.open(info) as src:
+            h, n = hashlib.sha256(), 0
             while block := src.read(CHUNK):
-                try:
-                    out.write(block)
-                except OSError as exc:
-                    if is_disk_full(exc):
-                        raise DiskFullError(_disk_full_message(dest.parent), file=dest.name) from None
-                    raise
+                out.write(block)
                 h.update(block)
                 n += len(block)
-            try:
-                _fsync(out)
-            except OSError as exc:
-                if is_disk_full(exc):
-                    raise DiskFullError(_disk_full_message(dest.parent), file=dest.name) from None
-                raise
-        if n != info.file_size:
-            raise CorruptArchiveError(
-                f"{archive}: {info.filename} unpacked to {n} bytes instead of {info.file_size}.",
-                file=archive,
-            )
-        if spec is not None and spec.sha256 and h.hexdigest() != spec.sha256.lower():
-            raise VerificationError(
-                f"{dest.name} from {archive} has SHA-256 {h.hexdigest()}, expected {spec.sha256}.",
-                file=dest.name,
-            )
-        if spec is not None and spec.size is not None and n != spec.size:
-            raise VerificationError(
-                f"{dest.name} from {archive} has {n} bytes, expected {spec.size}.", file=dest.name
-            )
-        os.replace(tmp, dest)
+            # checked before the rename: a bad member never appears under its final name
+            if n != info.file_size:
+                raise CorruptArchiveError(
+                    f"{archive}: {info.filename} unpacked to {n} bytes instead of {info.file_size}.",
+                    file=archive,
+                )
+            if spec is not None and spec.sha256 and h.hexdigest() != spec.sha256.lower():
+                raise VerificationError(
+                    f"{dest.name} from {archive} has SHA-256 {h.hexdigest()}, expected {spec.sha256}.",
+                    file=dest.name,
+                )
+            if spec is not None and spec.size is not None and n != spec.size:
+                raise VerificationError(
+                    f"{dest.name} from {archive} has {n} bytes, expected {spec.size}.", file=dest.name
+                )
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise CorruptArchiveError(f"{archive} is damaged ({info.filename}: {exc}).", file=archive) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(_disk_full_message(dest.parent), file=dest.name) from None
+        raise
 
 
 def verify_zip(path: Path, display_name: str) -> None:
@@ -803,52 +792,30 @@ def verify_zip(path: Path, display_name: str) -> None:
 
 
 class FolderLock:
-    """Exclusive, non-blocking lock on ``<folder>/.pixie-fetch.lock``; released by the OS on exit."""
+    """Exclusive, non-blocking lock on ``<folder>/.pixie-fetch.lock`` (the ``filelock`` package; the
+    OS releases it when the process ends, however it ends)."""
 
     def __init__(self, folder: Path):
         self.path = folder / LOCK_NAME
-        self._f = None
+        self._lock = None
 
     def __enter__(self) -> FolderLock:
         try:
-            f = open(self.path, "a+b")  # noqa: SIM115 - closed in __exit__
-        except OSError as exc:
-            raise UsageError(f"cannot write in the data folder {self.path.parent}: {exc.strerror}") from None
-        try:
-            if os.name == "nt":
-                import msvcrt
-
-                f.seek(0)
-                msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
+            self._lock = folder_lock(self.path, timeout=0)
+            self._lock.__enter__()
+        except FolderBusy:
             raise BusyError(
                 f"another `pixie-backend fetch-data` (terminal or Blender) is writing to "
                 f"{self.path.parent}; wait until it has finished."
             ) from None
-        self._f = f
+        except OSError as exc:
+            raise UsageError(f"cannot write in the data folder {self.path.parent}: {exc.strerror}") from None
         return self
 
     def __exit__(self, *exc) -> None:
-        f, self._f = self._f, None
-        if f is None:
-            return
-        try:
-            if os.name == "nt":
-                import msvcrt
-
-                f.seek(0)
-                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-        finally:
-            f.close()
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.__exit__(*exc)
 
 
 def remove_stale_temps(folder: Path) -> list[str]:
