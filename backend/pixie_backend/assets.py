@@ -290,6 +290,14 @@ class DataFolder:
     def __init__(self, explicit: str | os.PathLike | None = None):
         self.root = resolve_data_dir(explicit)
         self.searched = [self.root] if explicit is not None else candidate_dirs(None)
+        env = os.environ.get(ENV_DATA_DIR)
+        if explicit is not None:
+            #: how the folder was chosen, in words (doctor shows it)
+            self.origin = "given with --data-dir"
+        elif env and self.root == Path(env).expanduser():
+            self.origin = f"from {ENV_DATA_DIR}={env}"
+        else:
+            self.origin = "the per-user default folder" + ("" if env else f"; {ENV_DATA_DIR} is not set")
 
     def path(self, key: str) -> Path:
         """Path where asset ``key`` would be, present or not."""

@@ -74,9 +74,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tenacity
+
 from . import __version__
-from .atomic import atomic_write
-from .locking import FolderBusy, folder_lock
 from .assets import (
     ASSETS,
     DOWNLOAD_ENDPOINT,
@@ -90,6 +90,8 @@ from .assets import (
     DownloadSpec,
     sha256_file,
 )
+from .atomic import atomic_write
+from .locking import FolderBusy, folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +110,8 @@ MAX_MEMBER_SIZE = 4 << 30
 DISK_MARGIN = 1 << 20
 USER_AGENT = f"pixie-backend/{__version__} (pixie-blender fetch-data; Python urllib)"
 
-Event = dict[str, Any]
-EventSink = Callable[[Event], None]
+#: Receives the protocol's typed events (:mod:`pixie_backend.jobs.events`).
+EventSink = Callable[[Any], None]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -874,11 +876,14 @@ class Fetcher:
         opener: urllib.request.OpenerDirector | None = None,
         redactor: Redactor | None = None,
         should_stop: Callable[[], bool] | None = None,
+        emitter=None,
     ):
+        from .jobs.events import Emitter
+
         self.data_dir = Path(data_dir)
         self.endpoint = endpoint
         self.credentials = dict(credentials)
-        self.on_event = on_event or (lambda ev: None)
+        self.emit = emitter or Emitter("fetch-data", on_event or (lambda ev: None))
         self.retries = max(0, int(retries))
         self.timeout = timeout
         self.backoff = backoff
@@ -892,8 +897,11 @@ class Fetcher:
 
     # -- events
 
-    def _emit(self, event: str, **fields: Any) -> None:
-        self.on_event({"event": event, **fields})
+    def _emit(self, kind: str, **fields: Any) -> None:
+        from .jobs import events as E
+
+        self.emit({"progress": E.Progress, "done": E.ItemDone, "error": E.ItemError, "message": E.Message}[kind],
+                  **fields)
 
     # -- top level
 
@@ -903,17 +911,21 @@ class Fetcher:
         for index, item in enumerate(plan, 1):
             final = self.data_dir / item.file
             if item.account.key in refused:
-                self._emit("skip", file=item.file, reason=f"skipped: the {item.account.label} login failed")
+                self._emit("error", item=item.file, index=index - 1, code="credentials",
+                           message=f"{item.file}: skipped, the {item.account.label} login failed")
                 continue
             try:
                 self._get_one(item, final, index, len(plan), summary)
             except CredentialsError as exc:
                 # The other account's files are still worth getting; the error is raised at the end.
                 refused[item.account.key] = exc
+                self._emit("error", item=item.file, index=index - 1, code="credentials",
+                           message=self.redact(str(exc)))
                 if any(later.account.key not in refused for later in plan[index:]):
                     self._emit(
                         "message",
                         level="warning",
+                        item=item.file,
                         text=f"the {item.account.label} login failed for {item.file}; "
                         "continuing with the other account's files",
                     )
@@ -929,20 +941,27 @@ class Fetcher:
     def _get_one(
         self, item: PlannedDownload, final: Path, index: int, count: int, summary: FetchSummary
     ) -> None:
+        details: dict[str, Any] = {}
         if item.reuse_archive:
-            self._emit("skip", file=item.file, reason="already in the data folder; unpacking it")
+            self._emit("progress", stage="extract", item=item.file, total=None,
+                       text=f"{item.file} is already in the data folder; unpacking it")
             summary.reused.append(item.file)
             self._verify_existing_archive(item, final)
+            details["reused"] = True
         else:
             if item.account.key not in self.credentials:
                 raise UsageError(f"no credentials for the {item.account.label} account ({item.file})")
             self._download(item, index, count, summary)
+            details.update(size=final.stat().st_size, sha256=summary.checksums[item.file])
         if item.is_archive:
             result = self._unpack(item, final)
             summary.extracted.append(result)
+            details["extracted"] = {"written": result.written, "kept": result.kept, "ignored": result.ignored,
+                                    "missing": result.missing}
             # Only an archive this run downloaded is removed, and only if it held everything.
             if not item.reuse_archive and not self.keep_archive and not result.missing:
                 final.unlink()
+        self._emit("done", item=item.file, index=index - 1, details=details)
 
     def _verify_existing_archive(self, item: PlannedDownload, final: Path) -> None:
         try:
@@ -957,18 +976,16 @@ class Fetcher:
     def _unpack(self, item: PlannedDownload, final: Path) -> ExtractResult:
         members = item.archive_members()
         result = extract_archive(final, self.data_dir, members, force=self.force)
-        self._emit(
-            "extract",
-            archive=item.file,
-            written=result.written,
-            kept=result.kept,
-            ignored=result.ignored,
-            missing=result.missing,
-        )
+        written = ", ".join(result.written) or "nothing new"
+        self._emit("progress", stage="extract", item=item.file, total=None,
+                   text=f"unpacked from {item.file}: {written}",
+                   details={"written": result.written, "kept": result.kept, "ignored": result.ignored,
+                            "missing": result.missing})
         if result.missing:
             self._emit(
                 "message",
                 level="warning",
+                item=item.file,
                 text=f"{item.file} does not contain {', '.join(result.missing)}; "
                 "it was kept in the data folder.",
             )
@@ -981,38 +998,45 @@ class Fetcher:
         part = self.data_dir / (item.file + PART_SUFFIX)
         if self.force:  # a fresh copy, not the continuation of an old partial download
             part.unlink(missing_ok=True)
-        attempt, restarted = 0, False
-        while True:
-            try:
-                self._download_once(item, part, index, count)
-                break
-            except _Restart:
-                if restarted:
-                    raise ServerError(
-                        f"the server did not resume {item.file} correctly twice; try again later.",
-                        file=item.file,
-                    ) from None
-                restarted = True
-                part.unlink(missing_ok=True)
-            except FetchError as exc:
-                if not exc.retryable or attempt >= self.retries:
-                    raise
-                attempt += 1
-                delay = min(30.0, self.backoff * 2 ** (attempt - 1))
-                self._emit(
-                    "retry",
-                    file=item.file,
-                    attempt=attempt,
-                    retries=self.retries,
-                    delay=delay,
-                    reason=self.redact(str(exc)),
-                )
-                self.sleep(delay)
+        restarted = [False]
+
+        def attempt() -> None:
+            while True:
+                try:
+                    self._download_once(item, part, index, count)
+                    return
+                except _Restart:
+                    if restarted[0]:
+                        raise ServerError(
+                            f"the server did not resume {item.file} correctly twice; try again later.",
+                            file=item.file,
+                        ) from None
+                    restarted[0] = True
+                    part.unlink(missing_ok=True)
+
+        def announce(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception()
+            delay = state.next_action.sleep
+            self._emit("message", level="warning", item=item.file,
+                       text=f"{self.redact(str(exc))} Retrying in {delay:.0f} s "
+                            f"(attempt {state.attempt_number} of {self.retries}).",
+                       details={"retry": state.attempt_number, "retries": self.retries, "delay": delay})
+
+        # retryable network and server errors: up to `retries` more tries, 1, 2, 4 ... s apart (at most 30 s)
+        tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.retries + 1),
+            wait=tenacity.wait_exponential(multiplier=self.backoff, max=30.0),
+            retry=tenacity.retry_if_exception(lambda e: isinstance(e, FetchError) and e.retryable),
+            before_sleep=announce,
+            sleep=self.sleep,
+            reraise=True,
+        )(attempt)
         digest = self._verify_part(item, part)
         os.replace(part, final)
         summary.downloaded.append(item.file)
         summary.checksums[item.file] = digest
-        self._emit("file_done", file=item.file, size=final.stat().st_size, sha256=digest)
+        self._emit("message", level="info", item=item.file,
+                   text=f"saved {item.file} ({human_size(final.stat().st_size)}), SHA-256 {digest}")
 
     def _verify_part(self, item: PlannedDownload, part: Path) -> str:
         """Size, checksum and format of a complete ``.part``; a failing one is deleted."""
@@ -1080,7 +1104,8 @@ class Fetcher:
         if code == 416 and offset:
             _, _, total = _parse_content_range(exc.headers.get("Content-Range"))
             if total is not None and total == offset:
-                self._emit("message", level="info", text=f"{item.file}: the partial download was complete")
+                self._emit("message", level="info", item=item.file,
+                           text=f"{item.file}: the partial download was complete")
                 return
             raise _Restart
         if code == 401:
@@ -1233,16 +1258,11 @@ class Fetcher:
         if expected_body:
             check_free_space(self.data_dir, expected_body, item.file)
 
-        self._emit(
-            "file_start",
-            file=item.file,
-            index=index,
-            count=count,
-            offset=offset,
-            total=total,
-            account=item.account.key,
-            source=self.endpoint.short_label,
-        )
+        resume = f", resuming at {human_size(offset)}" if offset else ""
+        self._emit("progress", stage="download", item=item.file, done=offset, total=total, unit="bytes",
+                   text=f"[{index}/{count}] {item.file} ({human_size(total)}) from {self.endpoint.short_label}{resume}",
+                   details={"start": True, "index": index, "count": count, "offset": offset,
+                            "account": item.account.key, "source": self.endpoint.short_label})
         received = 0
         f = _open_binary(part, "ab" if offset else "wb")
         try:
@@ -1259,7 +1279,8 @@ class Fetcher:
                         ) from None
                     raise
                 received += len(block)
-                self._emit("progress", file=item.file, done=offset + received, total=total)
+                self._emit("progress", stage="download", item=item.file, done=offset + received, total=total,
+                           unit="bytes", details={"index": index, "count": count})
                 try:
                     block = response.read(CHUNK)
                 except (OSError, http.client.HTTPException) as exc:

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..types import PixieOutput
 from .engine import Engine
 
 log = logging.getLogger(__name__)
