@@ -107,7 +107,7 @@ class OutputFolder:
             try:
                 self._ledger = open(self.ledger_path, "ab")  # noqa: SIM115 - closed below
             except OSError as e:
-                raise OutputError(f"cannot write the status file {self.ledger_path}: {e.strerror or e}",
+                raise OutputError(f"cannot use the status file {self.ledger_path}: {e.strerror or e}",
                                   "usage") from None
             yield self
         finally:
@@ -122,7 +122,7 @@ class OutputFolder:
         except FileNotFoundError:
             data = b""
         except OSError as e:
-            raise OutputError(f"cannot read the status file {self.ledger_path}: {e.strerror or e}", "usage") from None
+            raise OutputError(f"cannot use the status file {self.ledger_path}: {e.strerror or e}", "usage") from None
         if data and not data.endswith(b"\n"):
             cut = data.rfind(b"\n") + 1
             log.warning("%s: removing a record cut short by an interrupted run", self.ledger_path)

@@ -178,8 +178,8 @@ class ReconstructJob:
             writer = ResultWriter(self.engine, folder.root, write_objs=opts.write_objs, detector=detector)
         except OSError as e:
             raise OutputError(f"cannot write the model package into {folder.root}: {e.strerror or e}") from None
-        settings_sha = _sha({"settings": settings_dict(self.engine, detector), "objs": opts.write_objs,
-                             "format": 1})
+        settings_sha = {d: _sha({"settings": settings_dict(self.engine, d), "objs": opts.write_objs, "format": 1})
+                        for d in {detector, "given"}}  # images with boxes do not depend on the detector
         model_sha = self.engine.model_fingerprint
         total = len(self.sources)
         done = 0
@@ -205,7 +205,8 @@ class ReconstructJob:
                            details={"source": src.label})
                 continue
             boxes = [list(b) for b in src.boxes] if src.boxes is not None else None
-            keys = {"image_sha256": image_sha, "settings_sha256": settings_sha, "model_sha256": model_sha,
+            keys = {"image_sha256": image_sha, "settings_sha256": settings_sha["given" if boxes else detector],
+                    "model_sha256": model_sha,
                     "boxes_sha256": _sha(boxes) if boxes is not None else None}
             keys["key"] = _sha(keys)
             if opts.resume and folder.is_done(src.name, keys["key"]):
