@@ -23,7 +23,7 @@ from .. import constants as C
 @dataclass(frozen=True)
 class ArraySpec:
     name: str
-    shape: tuple[int | str, ...]
+    shape: tuple[int | str | None, ...]  #: None: any size
     dtype: str  #: numpy dtype name: float32, int32 or uint8
     always: bool  #: written in every file (False: only when available)
     doc: str = ""
@@ -70,7 +70,7 @@ RESULT_ARRAYS: tuple[ArraySpec, ...] = (
     _a("joints_rest", ("P", J, 3), "rest-pose joints J(betas, expression)"),
     _a("pose_correctives", ("P", "V", 3), "posedirs . (R - I), rest frame"),
     _a("albedo_uv", ("P", "H", "W", 3), "unlit albedo in the SMPL-X UV layout", dtype="uint8", always=False),
-    _a("displacement_uv", ("P", "H", "W"), "displacement along the normal, metres", always=False),
+    _a("displacement_uv", ("P", None, None), "displacement along the normal, metres", always=False),
 )
 
 #: Arrays of ``smplx_package_<hash12>.npz`` in **content-hash order**.
@@ -114,7 +114,9 @@ def check_arrays(arrays: Mapping[str, np.ndarray], table: tuple[ArraySpec, ...])
         if arr.ndim != len(spec.shape):
             raise FormatMismatch(f"{name}: shape {arr.shape}, the format says {spec.shape}")
         for want, got in zip(spec.shape, arr.shape, strict=True):
-            if isinstance(want, int):
+            if want is None:
+                ok = True
+            elif isinstance(want, int):
                 ok = want == got
             else:
                 ok = dims.setdefault(want, got) == got
