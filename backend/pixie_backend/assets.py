@@ -356,7 +356,9 @@ def network_config_for(folder: DataFolder, requested):
     if folder.synthetic_info().get("net") == "tiny" and requested.is_official:
         logging.getLogger(__name__).warning(
             "%s holds SYNTHETIC assets with a width-reduced network (make-synthetic --net tiny): "
-            "building NetConfig.tiny()", folder.root)
+            "building NetConfig.tiny()",
+            folder.root,
+        )
         return NetConfig.tiny()
     return requested
 

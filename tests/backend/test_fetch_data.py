@@ -24,7 +24,6 @@ from pixie_backend import fetch_data as fd
 from pixie_backend.assets import DownloadSpec
 from pixie_backend.commands import fetch_data as cmd
 
-from tests.support.protocol import validate_events
 from tests.support.fake_mpi_server import (
     PIXIE_PASSWORD,
     PIXIE_USER,
@@ -38,6 +37,7 @@ from tests.support.fake_mpi_server import (
     standard_server,
     unsafe_zip,
 )
+from tests.support.protocol import validate_events
 
 REQUIRED_AND_TEXTURE_FROM_SERVER = (
     "SMPLX_NEUTRAL_2020.npz",

@@ -163,6 +163,6 @@ def test_model_is_a_plain_module(small_pixie):
 
 def test_cuda_flags_are_set_only_in_the_engine():
     root = Path(__file__).resolve().parents[2] / "backend" / "pixie_backend"
-    setters = [p.relative_to(root).as_posix() for p in root.rglob("*.py")
-               if "allow_tf32 =" in p.read_text(encoding="utf-8") or "cudnn.benchmark =" in p.read_text(encoding="utf-8")]
+    texts = {p.relative_to(root).as_posix(): p.read_text(encoding="utf-8") for p in root.rglob("*.py")}
+    setters = [name for name, text in texts.items() if "allow_tf32 =" in text or "cudnn.benchmark =" in text]
     assert setters == ["runtime/engine.py"]
