@@ -70,7 +70,7 @@ def stage_table(pixie: Pixie, image: np.ndarray, batch: int) -> dict[str, float]
     out["detect"] = timeit(lambda: pixie.detector.detect(_loaded(image)), torch.device("cpu"), 3) * batch
     out["body crops"] = timeit(lambda: pixie.prepare(image, boxes=[prep.result.persons[0].box]),
                                torch.device("cpu"), 3) * batch
-    with torch.no_grad():
+    with torch.inference_mode():  # the caller chooses inference mode (the model does not)
         out["body encoder"] = timeit(lambda: model._encode_images("Encoder_body", x), dev)
         raw, _, crops = model.encode(x, xh)
         centers, sides = crops.centers.to(dev), crops.sides.to(dev)
@@ -134,7 +134,7 @@ def official_way(pixie: Pixie, paths: list[Path]) -> float:
         for s in (224, 1024):
             t = estimate_transform("similarity", src, np.array([[0, 0], [0, s - 1], [s - 1, 0]]))
             crops.append(torch.tensor(warp(image, t.inverse, output_shape=(s, s)).transpose(2, 0, 1)).float()[None])
-        with torch.no_grad():
+        with torch.inference_mode():
             model(crops[0].to(pixie.device), crops[1].to(pixie.device))
 
     one(paths[0])

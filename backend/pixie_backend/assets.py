@@ -290,6 +290,14 @@ class DataFolder:
     def __init__(self, explicit: str | os.PathLike | None = None):
         self.root = resolve_data_dir(explicit)
         self.searched = [self.root] if explicit is not None else candidate_dirs(None)
+        env = os.environ.get(ENV_DATA_DIR)
+        if explicit is not None:
+            #: how the folder was chosen, in words (doctor shows it)
+            self.origin = "given with --data-dir"
+        elif env and self.root == Path(env).expanduser():
+            self.origin = f"from {ENV_DATA_DIR}={env}"
+        else:
+            self.origin = "the per-user default folder" + ("" if env else f"; {ENV_DATA_DIR} is not set")
 
     def path(self, key: str) -> Path:
         """Path where asset ``key`` would be, present or not."""
@@ -328,6 +336,31 @@ class DataFolder:
             return json.loads(text[start:]) if start >= 0 else {}
         except ValueError:
             return {}
+
+
+def network_config_for(folder: DataFolder, requested):
+    """The network widths to build for ``folder``'s checkpoint.
+
+    A folder written by ``make-synthetic --net tiny`` holds a width-reduced random network; when
+    the caller asked for the released architecture, the tiny one is used instead, and this is
+    logged. Any other request is returned unchanged (a mismatch then fails in the strict loader,
+    naming the keys).
+
+    Args:
+        requested: :class:`~pixie_backend.config.NetConfig`.
+    """
+    import logging
+
+    from .config import NetConfig
+
+    if folder.synthetic_info().get("net") == "tiny" and requested.is_official:
+        logging.getLogger(__name__).warning(
+            "%s holds SYNTHETIC assets with a width-reduced network (make-synthetic --net tiny): "
+            "building NetConfig.tiny()",
+            folder.root,
+        )
+        return NetConfig.tiny()
+    return requested
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from . import constants as C
+from .atomic import atomic_write
 from .config import NetConfig
 from .nets.pixie_net import PixieNet
 
@@ -156,7 +157,5 @@ def load_pixie_net(
 
 def save_checkpoint(net: PixieNet, path: str | os.PathLike) -> None:
     """Write ``net`` in the official layout (a dict of 13 module state dicts)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(net.checkpoint_state(), tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        torch.save(net.checkpoint_state(), f)

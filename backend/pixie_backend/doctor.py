@@ -16,23 +16,89 @@ class AssetStatus:
     path: Path
     present: bool
     size: int | None
+    problem: str | None = None  #: why a present file is unusable (truncated, damaged, wrong size)
+
+    @property
+    def usable(self) -> bool:
+        return self.present and self.problem is None
+
+
+def check_file(spec: AssetSpec, path: Path) -> str | None:
+    """A cheap integrity check of a present file: reads headers and archive directories, never the
+    whole of a big file. Returns what is wrong, or None.
+
+    * any file: not empty, and the registry's size where it is known;
+    * zip containers (``.npz``, the zip-format ``pixie_model.tar``, ``.zip``): the central directory
+      must be there (a truncated download loses it) and every member must end inside the file;
+    * ``.tar`` that is not a zip: a tar archive whose members end inside the file, or a legacy
+      PyTorch pickle (first byte 0x80);
+    * ``.npy``: the header and the data length; ``.yaml``: parses; ``.png``: Pillow's verify.
+    """
+    import zipfile
+
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    if spec.size is not None and size != spec.size:
+        return f"{size} bytes, expected {spec.size}"
+    suffix = path.suffix.lower()
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    if info.header_offset + info.compress_size > size:
+                        return f"damaged: member {info.filename} runs past the end of the file"
+            return None
+        if suffix in (".npz", ".zip"):
+            return "truncated or damaged: not a complete zip archive"
+        if suffix == ".tar":
+            import tarfile
+
+            with open(path, "rb") as f:
+                head = f.read(1)
+            if head == b"\x80":
+                return None  # a legacy (pre-zip) PyTorch pickle: no cheap check
+            if not tarfile.is_tarfile(path):
+                return "truncated or damaged: neither a zip-format PyTorch checkpoint nor a tar archive"
+            with tarfile.open(path) as tf:
+                for m in tf:
+                    if m.offset_data + m.size > size:
+                        return f"truncated: member {m.name} runs past the end of the file"
+            return None
+        if suffix == ".npy":
+            import numpy as np
+
+            np.load(path, mmap_mode="r", allow_pickle=False)
+        elif suffix == ".yaml":
+            import yaml
+
+            yaml.safe_load(path.read_text(encoding="utf-8"))
+        elif suffix == ".png":
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im.verify()
+    except Exception as e:  # noqa: BLE001 - any failure to read the structure is the finding
+        return f"damaged or truncated ({type(e).__name__}: {e})"
+    return None
 
 
 def check_assets(data_dir: str | os.PathLike | None = None) -> tuple[DataFolder, list[AssetStatus]]:
-    """Presence of every registered asset in the resolved data folder."""
+    """Presence and a cheap integrity check (:func:`check_file`) of every registered asset."""
     folder = DataFolder(data_dir)
     rows = []
     for spec in ASSETS:
         p = folder.root / spec.filename
         present = p.is_file()
-        rows.append(AssetStatus(spec, p, present, p.stat().st_size if present else None))
+        problem = check_file(spec, p) if present else None
+        rows.append(AssetStatus(spec, p, present, p.stat().st_size if present else None, problem))
     return folder, rows
 
 
 def is_complete(rows: list[AssetStatus], level: Need = Need.REQUIRED) -> bool:
-    """True if every asset needed at ``level`` (REQUIRED, or REQUIRED+TEXTURE) is present."""
+    """True if every asset needed at ``level`` (REQUIRED, or REQUIRED+TEXTURE) is present and intact."""
     needed = {Need.REQUIRED} if level is Need.REQUIRED else {Need.REQUIRED, Need.TEXTURE}
-    return all(r.present for r in rows if r.spec.need in needed)
+    return all(r.usable for r in rows if r.spec.need in needed)
 
 
 def _size(n: int | None) -> str:
@@ -48,14 +114,15 @@ def _size(n: int | None) -> str:
 def format_report(folder: DataFolder, rows: list[AssetStatus]) -> str:
     """Human-readable report: one block per file, then a verdict."""
     lines = [f"Data folder: {folder.root}"]
-    env = os.environ.get(ENV_DATA_DIR)
-    lines.append(f"  ({ENV_DATA_DIR}={env})" if env else f"  ({ENV_DATA_DIR} not set)")
+    lines.append(f"  ({folder.origin})")
     if folder.is_synthetic:
         lines.append("  NOTE: this folder holds SYNTHETIC assets (random weights, mannequin body);")
         lines.append("        results from it are not reconstructions.")
     for r in rows:
-        mark = "present" if r.present else "MISSING"
+        mark = "MISSING" if not r.present else ("DAMAGED" if r.problem else "present")
         lines.append(f"[{mark:>7}] {r.spec.filename}  ({r.spec.need.value}) {_size(r.size)}".rstrip())
+        if r.problem:
+            lines.append(f"          problem: {r.problem}; delete it and get it again")
         lines.append(f"          for: {r.spec.purpose}")
         lines.append(f"          licence: {r.spec.licence} - {r.spec.licence_url}")
         if not r.present:
@@ -72,7 +139,10 @@ def format_report(folder: DataFolder, rows: list[AssetStatus]) -> str:
         lines.append(f"Ready: all required files are present (texture files {tex}).")
     else:
         missing = [r.spec.filename for r in rows if r.spec.need is Need.REQUIRED and not r.present]
-        lines.append("NOT READY: missing required files: " + ", ".join(missing))
+        damaged = [r.spec.filename for r in rows if r.spec.need is Need.REQUIRED and r.present and r.problem]
+        why = ([f"missing required files: {', '.join(missing)}"] if missing else []) + (
+            [f"damaged required files: {', '.join(damaged)}"] if damaged else [])
+        lines.append("NOT READY: " + "; ".join(why))
     return "\n".join(lines)
 
 
@@ -92,6 +162,7 @@ def report_dict(folder: DataFolder, rows: list[AssetStatus]) -> dict[str, Any]:
         "schema": REPORT_SCHEMA,
         "data_dir": str(folder.root),
         "data_dir_env": os.environ.get(ENV_DATA_DIR) or None,
+        "data_dir_origin": folder.origin,
         "synthetic": folder.is_synthetic,
         "complete": is_complete(rows, Need.REQUIRED),
         "texture_complete": is_complete(rows, Need.TEXTURE),
@@ -102,6 +173,7 @@ def report_dict(folder: DataFolder, rows: list[AssetStatus]) -> dict[str, Any]:
                 "need": r.spec.need.value,
                 "present": r.present,
                 "size": r.size,
+                "problem": r.problem,
                 "purpose": r.spec.purpose,
                 "licence": r.spec.licence,
                 "licence_url": r.spec.licence_url,

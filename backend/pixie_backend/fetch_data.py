@@ -63,7 +63,6 @@ import shutil
 import socket
 import ssl
 import stat
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -74,6 +73,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tenacity
 
 from . import __version__
 from .assets import (
@@ -89,6 +90,8 @@ from .assets import (
     DownloadSpec,
     sha256_file,
 )
+from .atomic import atomic_write
+from .locking import FolderBusy, folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +110,8 @@ MAX_MEMBER_SIZE = 4 << 30
 DISK_MARGIN = 1 << 20
 USER_AGENT = f"pixie-backend/{__version__} (pixie-blender fetch-data; Python urllib)"
 
-Event = dict[str, Any]
-EventSink = Callable[[Event], None]
+#: Receives the protocol's typed events (:mod:`pixie_backend.jobs.events`).
+EventSink = Callable[[Any], None]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -745,46 +748,34 @@ def _extract_member(
 ) -> None:
     if dest.is_dir() and not dest.is_symlink():
         raise UsageError(f"cannot unpack {dest.name}: a folder of that name is in the way ({dest})")
-    fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{dest.name}.", suffix=".tmp", dir=dest.parent)
-    tmp = Path(tmp_name)
     try:
-        h, n = hashlib.sha256(), 0
-        with os.fdopen(fd, "wb") as out, zf.open(info) as src:
+        with atomic_write(dest, prefix=f"{TEMP_PREFIX}{dest.name}.") as out, zf.open(info) as src:
+            h, n = hashlib.sha256(), 0
             while block := src.read(CHUNK):
-                try:
-                    out.write(block)
-                except OSError as exc:
-                    if is_disk_full(exc):
-                        raise DiskFullError(_disk_full_message(dest.parent), file=dest.name) from None
-                    raise
+                out.write(block)
                 h.update(block)
                 n += len(block)
-            try:
-                _fsync(out)
-            except OSError as exc:
-                if is_disk_full(exc):
-                    raise DiskFullError(_disk_full_message(dest.parent), file=dest.name) from None
-                raise
-        if n != info.file_size:
-            raise CorruptArchiveError(
-                f"{archive}: {info.filename} unpacked to {n} bytes instead of {info.file_size}.",
-                file=archive,
-            )
-        if spec is not None and spec.sha256 and h.hexdigest() != spec.sha256.lower():
-            raise VerificationError(
-                f"{dest.name} from {archive} has SHA-256 {h.hexdigest()}, expected {spec.sha256}.",
-                file=dest.name,
-            )
-        if spec is not None and spec.size is not None and n != spec.size:
-            raise VerificationError(
-                f"{dest.name} from {archive} has {n} bytes, expected {spec.size}.", file=dest.name
-            )
-        os.replace(tmp, dest)
+            # checked before the rename: a bad member never appears under its final name
+            if n != info.file_size:
+                raise CorruptArchiveError(
+                    f"{archive}: {info.filename} unpacked to {n} bytes instead of {info.file_size}.",
+                    file=archive,
+                )
+            if spec is not None and spec.sha256 and h.hexdigest() != spec.sha256.lower():
+                raise VerificationError(
+                    f"{dest.name} from {archive} has SHA-256 {h.hexdigest()}, expected {spec.sha256}.",
+                    file=dest.name,
+                )
+            if spec is not None and spec.size is not None and n != spec.size:
+                raise VerificationError(
+                    f"{dest.name} from {archive} has {n} bytes, expected {spec.size}.", file=dest.name
+                )
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise CorruptArchiveError(f"{archive} is damaged ({info.filename}: {exc}).", file=archive) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(_disk_full_message(dest.parent), file=dest.name) from None
+        raise
 
 
 def verify_zip(path: Path, display_name: str) -> None:
@@ -803,52 +794,30 @@ def verify_zip(path: Path, display_name: str) -> None:
 
 
 class FolderLock:
-    """Exclusive, non-blocking lock on ``<folder>/.pixie-fetch.lock``; released by the OS on exit."""
+    """Exclusive, non-blocking lock on ``<folder>/.pixie-fetch.lock`` (the ``filelock`` package; the
+    OS releases it when the process ends, however it ends)."""
 
     def __init__(self, folder: Path):
         self.path = folder / LOCK_NAME
-        self._f = None
+        self._lock = None
 
     def __enter__(self) -> FolderLock:
         try:
-            f = open(self.path, "a+b")  # noqa: SIM115 - closed in __exit__
-        except OSError as exc:
-            raise UsageError(f"cannot write in the data folder {self.path.parent}: {exc.strerror}") from None
-        try:
-            if os.name == "nt":
-                import msvcrt
-
-                f.seek(0)
-                msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
+            self._lock = folder_lock(self.path, timeout=0)
+            self._lock.__enter__()
+        except FolderBusy:
             raise BusyError(
                 f"another `pixie-backend fetch-data` (terminal or Blender) is writing to "
                 f"{self.path.parent}; wait until it has finished."
             ) from None
-        self._f = f
+        except OSError as exc:
+            raise UsageError(f"cannot write in the data folder {self.path.parent}: {exc.strerror}") from None
         return self
 
     def __exit__(self, *exc) -> None:
-        f, self._f = self._f, None
-        if f is None:
-            return
-        try:
-            if os.name == "nt":
-                import msvcrt
-
-                f.seek(0)
-                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-        finally:
-            f.close()
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.__exit__(*exc)
 
 
 def remove_stale_temps(folder: Path) -> list[str]:
@@ -907,11 +876,14 @@ class Fetcher:
         opener: urllib.request.OpenerDirector | None = None,
         redactor: Redactor | None = None,
         should_stop: Callable[[], bool] | None = None,
+        emitter=None,
     ):
+        from .jobs.events import Emitter
+
         self.data_dir = Path(data_dir)
         self.endpoint = endpoint
         self.credentials = dict(credentials)
-        self.on_event = on_event or (lambda ev: None)
+        self.emit = emitter or Emitter("fetch-data", on_event or (lambda ev: None))
         self.retries = max(0, int(retries))
         self.timeout = timeout
         self.backoff = backoff
@@ -925,8 +897,11 @@ class Fetcher:
 
     # -- events
 
-    def _emit(self, event: str, **fields: Any) -> None:
-        self.on_event({"event": event, **fields})
+    def _emit(self, kind: str, **fields: Any) -> None:
+        from .jobs import events as E
+
+        self.emit({"progress": E.Progress, "done": E.ItemDone, "error": E.ItemError, "message": E.Message}[kind],
+                  **fields)
 
     # -- top level
 
@@ -936,17 +911,21 @@ class Fetcher:
         for index, item in enumerate(plan, 1):
             final = self.data_dir / item.file
             if item.account.key in refused:
-                self._emit("skip", file=item.file, reason=f"skipped: the {item.account.label} login failed")
+                self._emit("error", item=item.file, index=index - 1, code="credentials",
+                           message=f"{item.file}: skipped, the {item.account.label} login failed")
                 continue
             try:
                 self._get_one(item, final, index, len(plan), summary)
             except CredentialsError as exc:
                 # The other account's files are still worth getting; the error is raised at the end.
                 refused[item.account.key] = exc
+                self._emit("error", item=item.file, index=index - 1, code="credentials",
+                           message=self.redact(str(exc)))
                 if any(later.account.key not in refused for later in plan[index:]):
                     self._emit(
                         "message",
                         level="warning",
+                        item=item.file,
                         text=f"the {item.account.label} login failed for {item.file}; "
                         "continuing with the other account's files",
                     )
@@ -962,20 +941,27 @@ class Fetcher:
     def _get_one(
         self, item: PlannedDownload, final: Path, index: int, count: int, summary: FetchSummary
     ) -> None:
+        details: dict[str, Any] = {}
         if item.reuse_archive:
-            self._emit("skip", file=item.file, reason="already in the data folder; unpacking it")
+            self._emit("progress", stage="extract", item=item.file, total=None,
+                       text=f"{item.file} is already in the data folder; unpacking it")
             summary.reused.append(item.file)
             self._verify_existing_archive(item, final)
+            details["reused"] = True
         else:
             if item.account.key not in self.credentials:
                 raise UsageError(f"no credentials for the {item.account.label} account ({item.file})")
             self._download(item, index, count, summary)
+            details.update(size=final.stat().st_size, sha256=summary.checksums[item.file])
         if item.is_archive:
             result = self._unpack(item, final)
             summary.extracted.append(result)
+            details["extracted"] = {"written": result.written, "kept": result.kept, "ignored": result.ignored,
+                                    "missing": result.missing}
             # Only an archive this run downloaded is removed, and only if it held everything.
             if not item.reuse_archive and not self.keep_archive and not result.missing:
                 final.unlink()
+        self._emit("done", item=item.file, index=index - 1, details=details)
 
     def _verify_existing_archive(self, item: PlannedDownload, final: Path) -> None:
         try:
@@ -990,18 +976,16 @@ class Fetcher:
     def _unpack(self, item: PlannedDownload, final: Path) -> ExtractResult:
         members = item.archive_members()
         result = extract_archive(final, self.data_dir, members, force=self.force)
-        self._emit(
-            "extract",
-            archive=item.file,
-            written=result.written,
-            kept=result.kept,
-            ignored=result.ignored,
-            missing=result.missing,
-        )
+        written = ", ".join(result.written) or "nothing new"
+        self._emit("progress", stage="extract", item=item.file, total=None,
+                   text=f"unpacked from {item.file}: {written}",
+                   details={"written": result.written, "kept": result.kept, "ignored": result.ignored,
+                            "missing": result.missing})
         if result.missing:
             self._emit(
                 "message",
                 level="warning",
+                item=item.file,
                 text=f"{item.file} does not contain {', '.join(result.missing)}; "
                 "it was kept in the data folder.",
             )
@@ -1014,38 +998,45 @@ class Fetcher:
         part = self.data_dir / (item.file + PART_SUFFIX)
         if self.force:  # a fresh copy, not the continuation of an old partial download
             part.unlink(missing_ok=True)
-        attempt, restarted = 0, False
-        while True:
-            try:
-                self._download_once(item, part, index, count)
-                break
-            except _Restart:
-                if restarted:
-                    raise ServerError(
-                        f"the server did not resume {item.file} correctly twice; try again later.",
-                        file=item.file,
-                    ) from None
-                restarted = True
-                part.unlink(missing_ok=True)
-            except FetchError as exc:
-                if not exc.retryable or attempt >= self.retries:
-                    raise
-                attempt += 1
-                delay = min(30.0, self.backoff * 2 ** (attempt - 1))
-                self._emit(
-                    "retry",
-                    file=item.file,
-                    attempt=attempt,
-                    retries=self.retries,
-                    delay=delay,
-                    reason=self.redact(str(exc)),
-                )
-                self.sleep(delay)
+        restarted = [False]
+
+        def attempt() -> None:
+            while True:
+                try:
+                    self._download_once(item, part, index, count)
+                    return
+                except _Restart:
+                    if restarted[0]:
+                        raise ServerError(
+                            f"the server did not resume {item.file} correctly twice; try again later.",
+                            file=item.file,
+                        ) from None
+                    restarted[0] = True
+                    part.unlink(missing_ok=True)
+
+        def announce(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception()
+            delay = state.next_action.sleep
+            self._emit("message", level="warning", item=item.file,
+                       text=f"{self.redact(str(exc))} Retrying in {delay:.0f} s "
+                            f"(attempt {state.attempt_number} of {self.retries}).",
+                       details={"retry": state.attempt_number, "retries": self.retries, "delay": delay})
+
+        # retryable network and server errors: up to `retries` more tries, 1, 2, 4 ... s apart (at most 30 s)
+        tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.retries + 1),
+            wait=tenacity.wait_exponential(multiplier=self.backoff, max=30.0),
+            retry=tenacity.retry_if_exception(lambda e: isinstance(e, FetchError) and e.retryable),
+            before_sleep=announce,
+            sleep=self.sleep,
+            reraise=True,
+        )(attempt)
         digest = self._verify_part(item, part)
         os.replace(part, final)
         summary.downloaded.append(item.file)
         summary.checksums[item.file] = digest
-        self._emit("file_done", file=item.file, size=final.stat().st_size, sha256=digest)
+        self._emit("message", level="info", item=item.file,
+                   text=f"saved {item.file} ({human_size(final.stat().st_size)}), SHA-256 {digest}")
 
     def _verify_part(self, item: PlannedDownload, part: Path) -> str:
         """Size, checksum and format of a complete ``.part``; a failing one is deleted."""
@@ -1113,7 +1104,8 @@ class Fetcher:
         if code == 416 and offset:
             _, _, total = _parse_content_range(exc.headers.get("Content-Range"))
             if total is not None and total == offset:
-                self._emit("message", level="info", text=f"{item.file}: the partial download was complete")
+                self._emit("message", level="info", item=item.file,
+                           text=f"{item.file}: the partial download was complete")
                 return
             raise _Restart
         if code == 401:
@@ -1266,16 +1258,11 @@ class Fetcher:
         if expected_body:
             check_free_space(self.data_dir, expected_body, item.file)
 
-        self._emit(
-            "file_start",
-            file=item.file,
-            index=index,
-            count=count,
-            offset=offset,
-            total=total,
-            account=item.account.key,
-            source=self.endpoint.short_label,
-        )
+        resume = f", resuming at {human_size(offset)}" if offset else ""
+        self._emit("progress", stage="download", item=item.file, done=offset, total=total, unit="bytes",
+                   text=f"[{index}/{count}] {item.file} ({human_size(total)}) from {self.endpoint.short_label}{resume}",
+                   details={"start": True, "index": index, "count": count, "offset": offset,
+                            "account": item.account.key, "source": self.endpoint.short_label})
         received = 0
         f = _open_binary(part, "ab" if offset else "wb")
         try:
@@ -1292,7 +1279,8 @@ class Fetcher:
                         ) from None
                     raise
                 received += len(block)
-                self._emit("progress", file=item.file, done=offset + received, total=total)
+                self._emit("progress", stage="download", item=item.file, done=offset + received, total=total,
+                           unit="bytes", details={"index": index, "count": count})
                 try:
                     block = response.read(CHUNK)
                 except (OSError, http.client.HTTPException) as exc:

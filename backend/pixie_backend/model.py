@@ -31,6 +31,8 @@ class PixieModel(nn.Module):
     The model takes ``net`` and ``smplx`` over and converts them, in place, to ``cfg.dtype`` before
     it derives anything from them (the folded encoders of ``speed="fast"`` are computed in that
     dtype, so ``fast`` and ``exact`` agree to float64 rounding in a float64 model).
+    A plain ``nn.Module``: ``.to()``, ``.train()`` and autograd work as usual, and the caller chooses
+    ``torch.inference_mode()`` (the :class:`~pixie_backend.runtime.engine.Engine` does).
     """
 
     def __init__(self, net: PixieNet, smplx: PixieSMPLX, cfg: PixieConfig | None = None):
@@ -44,7 +46,11 @@ class PixieModel(nn.Module):
         self.use_speed(self.cfg.speed)
 
     def use_speed(self, speed: str) -> None:
-        """Select ``exact`` or ``fast`` encoders (see :data:`~pixie_backend.config.Speed`)."""
+        """Select ``exact`` or ``fast`` encoders (see :data:`~pixie_backend.config.Speed`).
+
+        ``fast`` is an inference layout: the folded copies are snapshots of ``net`` on its current
+        device, taken now. Call this again after moving the model or changing its weights.
+        """
         names = ("Encoder_body", "Encoder_head", "Encoder_hand")
         if speed == "exact":
             self._encoders = {n: self.net.submodule(n) for n in names}
@@ -56,14 +62,6 @@ class PixieModel(nn.Module):
         else:
             raise ValueError(f"speed must be 'exact' or 'fast', not {speed!r}")
         self._channels_last = speed == "fast"
-
-    def _apply(self, fn, recurse=True):
-        # keep the inference copies on the same device/dtype as the module (.to(), .cuda(), ...)
-        out = super()._apply(fn, recurse)
-        for n, enc in self._encoders.items():
-            if enc is not self.net.submodule(n):
-                enc._apply(fn, recurse)
-        return out
 
     def encoder(self, name: str) -> nn.Module:
         """The encoder that runs for ``Encoder_body``/``Encoder_head``/``Encoder_hand``."""
@@ -81,6 +79,10 @@ class PixieModel(nn.Module):
         dtype (float32, or float64 for a float64 model)."""
         encoder = self._encoders[name]
         if self._channels_last:
+            weight_device = next(encoder.parameters()).device
+            if weight_device != images.device:
+                raise RuntimeError(f"the fast encoders are on {weight_device}, the images on {images.device}: "
+                                   "call use_speed('fast') after moving the model")
             images = images.contiguous(memory_format=torch.channels_last)
         with self._autocast(images.device):
             return encoder(images).to(images.dtype)
@@ -116,7 +118,6 @@ class PixieModel(nn.Module):
         return fused, w
 
     # ---------------------------------------------------------------- encode
-    @torch.inference_mode()
     def encode(self, image: torch.Tensor, image_hd: torch.Tensor) -> tuple[RawPrediction, torch.Tensor, PartCrops]:
         """Upstream ``encode`` for body images.
 
@@ -228,9 +229,9 @@ class PixieModel(nn.Module):
         return PixieOutput(
             params=params, vertices=body.vertices, keypoints3d=body.keypoints, keypoints2d=kpt2d,
             face_keypoints2d=face, transformed_vertices=weak_perspective(body.vertices, params.cam), raw=raw,
+            joints_rest=body.rest_joints, pose_correctives=body.pose_correctives,
         )
 
-    @torch.inference_mode()
     def forward(self, image: torch.Tensor, image_hd: torch.Tensor) -> PixieOutput:
         """Body crops in, decoded bodies out (upstream ``encode`` + ``decode(..., 'body')``)."""
         raw, weights, crops = self.encode(image, image_hd)

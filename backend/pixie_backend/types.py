@@ -109,5 +109,7 @@ class PixieOutput(_TensorDataclass):
     face_keypoints2d: torch.Tensor  #: (B, 68, 2) contour first, as upstream ``face_kpt``
     transformed_vertices: torch.Tensor  #: (B, V, 3) weak-perspective projected vertices
     moderator_weights: torch.Tensor | None = None  #: (B, 3, 2) head, left, right x [body, part]
+    joints_rest: torch.Tensor | None = None  #: (B, 55, 3) rest-pose joints J(betas, expression), y-up SMPL-X frame
+    pose_correctives: torch.Tensor | None = None  #: (B, V, 3) pose-corrective offsets, rest frame
     crops: PartCrops | None = None
     raw: RawPrediction | None = None

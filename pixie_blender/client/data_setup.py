@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: The ``fetch-data --json-progress`` protocol this client understands.
-PROTOCOL = 1
+from .protocol import ProtocolError, parse_event
+
 #: The ``doctor --json`` schema this client understands.
 DOCTOR_SCHEMA = 1
 
@@ -335,9 +335,10 @@ class FetchJob:
         self._cancel_at: float | None = None
         self._finished = False
         self._got_done = False
+        self._protocol_error: str | None = None
 
     def command(self) -> list[str]:
-        args = ["fetch-data", "--json-progress", "--credentials-stdin", "--accept-licences"]
+        args = ["fetch-data", "--json", "--credentials-stdin", "--accept-licences"]
         if self.data_dir:
             args += ["--data-dir", self.data_dir]
         for key in self.only:
@@ -384,14 +385,13 @@ class FetchJob:
     def _read_stdout(self, stream) -> None:
         try:
             for line in stream:
-                line = line.strip()
-                if not line:
-                    continue
                 try:
-                    event = json.loads(line)
-                except ValueError:
-                    event = {"event": "message", "level": "info", "text": line[:500]}
-                if isinstance(event, dict) and "event" in event:
+                    event = parse_event(line)
+                except ProtocolError as exc:
+                    if "schema" in str(exc) and self._protocol_error is None:
+                        self._protocol_error = str(exc)
+                    event = {"event": "message", "level": "info", "text": line.strip()[:500], "details": {}}
+                if event is not None:
                     self._events.put(event)
         except (OSError, ValueError):
             pass
@@ -491,6 +491,11 @@ class FetchJob:
         elif p.error_kind is not None:
             p.state = "failed"
             p.text = f"Failed: {p.error_message}"
+        elif self._protocol_error is not None and not self._got_done:
+            p.state = "failed"
+            p.error_kind = "protocol"
+            p.error_message = self._protocol_error
+            p.text = f"Failed: {p.error_message}"
         elif code in (0, 1) and self._got_done:
             p.state = "done"
             if p.status is not None and p.status.complete:
@@ -505,46 +510,42 @@ class FetchJob:
 
     def _apply(self, ev: dict) -> None:
         p = self.progress
-        kind = ev.get("event")
-        if kind == "start":
-            if ev.get("protocol") != PROTOCOL:
-                p.log.append(f"warning: backend protocol {ev.get('protocol')}, add-on expects {PROTOCOL}")
-            p.endpoint_label = ev.get("endpoint_label", "")
-            p.official_endpoint = bool(ev.get("official_endpoint", True))
+        kind, d = ev.get("event"), ev.get("details", {})
+        if kind == "started":
+            p.endpoint_label = d.get("endpoint_label", "")
+            p.official_endpoint = bool(d.get("official_endpoint", True))
             p.text = "Checking the data folder…"
             if not p.official_endpoint:
                 p.log.append(f"Using {p.endpoint_label}")
-        elif kind == "plan":
-            p.count = len(ev.get("downloads", []))
+        elif kind == "progress" and ev.get("stage") == "plan":
+            p.count = len(d.get("downloads", []))
             p.text = f"{p.count} file(s) to get" if p.count else "Nothing to download."
-        elif kind == "file_start":
-            p.file, p.index, p.count = ev["file"], ev["index"], ev["count"]
-            p.done, p.total = ev.get("offset", 0), ev.get("total")
-            resume = f", resuming at {_human(p.done)}" if p.done else ""
-            p.log.append(f"Downloading {p.file} ({_human(p.total)}) from {ev.get('source', '')}{resume}")
+        elif kind == "progress" and ev.get("stage") == "download":
+            if d.get("start"):
+                p.file, p.index, p.count = ev.get("item") or "", d.get("index", 0), d.get("count", 0)
+                resume = f", resuming at {_human(ev.get('done'))}" if ev.get("done") else ""
+                p.log.append(f"Downloading {p.file} ({_human(ev.get('total'))}) from {d.get('source', '')}{resume}")
+            p.done, p.total = ev.get("done", 0), ev.get("total")
             self._progress_text()
-        elif kind == "progress":
-            p.done, p.total = ev["done"], ev.get("total")
-            self._progress_text()
-        elif kind == "file_done":
-            p.log.append(f"Saved {ev['file']} ({_human(ev.get('size'))})")
-        elif kind == "retry":
-            p.log.append(f"{ev.get('reason', '')} Retrying in {ev.get('delay', 0):.0f} s.")
-        elif kind == "extract":
-            p.text = f"Unpacked {ev.get('archive')}"
-            written = ", ".join(ev.get("written", [])) or "nothing new"
-            p.log.append(f"Unpacked from {ev.get('archive')}: {written}")
-        elif kind in ("message", "skip"):
-            p.log.append(ev.get("text") or f"{ev.get('file')}: {ev.get('reason')}")
-        elif kind == "error":
-            p.error_kind = ev.get("kind")
-            p.error_message = ev.get("message")
-            p.log.append(f"Error: {p.error_message}")
-        elif kind == "done":
+        elif kind == "progress" and ev.get("stage") == "extract":
+            p.text = ev.get("text", "")
+            p.log.append(ev.get("text", ""))
+        elif kind == "item_done":
+            size = d.get("size")
+            p.log.append(f"Saved {ev.get('item')}" + (f" ({_human(size)})" if size is not None else ""))
+        elif kind == "message":
+            if not d.get("manual"):
+                p.log.append(ev.get("text", ""))
+        elif kind == "item_error":
+            p.log.append(f"Error: {ev.get('message')}")
+        elif kind == "finished":
             self._got_done = True
-        elif kind == "report":
+            error = ev.get("error")
+            if error:
+                p.error_kind = error.get("code")
+                p.error_message = error.get("message")
             try:
-                p.status = DataStatus.from_doctor(ev["doctor"])
+                p.status = DataStatus.from_doctor(d["report"]["doctor"])
             except (BackendError, KeyError, TypeError):
                 pass
 

@@ -22,11 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from . import format_spec
 from .constants import (
     JOINT_NAMES,
-    NUM_EXPRESSION,
-    NUM_JOINTS,
-    NUM_POSE_BASIS,
     PACKAGE_FORMAT,
     PARENTS,
     RESULT_FORMAT,
@@ -58,20 +56,7 @@ class PackageNotFoundError(PixieFormatError):
 
 
 #: Arrays that enter the package content hash, in the order of the format's table.
-PACKAGE_HASH_ORDER: tuple[str, ...] = (
-    "v_template",
-    "faces",
-    "uv_coords",
-    "uv_faces",
-    "weights",
-    "parents",
-    "shapedirs",
-    "exprdirs",
-    "posedirs",
-    "joints_template",
-    "joints_shapedirs",
-    "joints_exprdirs",
-)
+PACKAGE_HASH_ORDER: tuple[str, ...] = format_spec.PACKAGE_HASH_ORDER
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -189,6 +174,26 @@ def _require_shape(arc: _Archive, name: str, shape: tuple[int | None, ...], *, k
     if kind == "u8" and arc.dtype(name) != np.uint8:
         raise PixieFormatError(f"{arc.path.name}: array {name!r} must be uint8")
     return got
+
+
+def _check_table(arc: _Archive, table, dims: dict[str, int], needs: tuple[str, ...]) -> list[str]:
+    """Check the arrays of ``table`` whose ``need`` is in ``needs`` (absent optional ones are
+    skipped); symbols in ``dims`` are fixed sizes, new symbols take the first size seen.
+
+    Returns:
+        the names present and checked.
+    """
+    checked = []
+    for spec in table:
+        if spec.need not in needs or (spec.need != "required" and not arc.has(spec.name)):
+            continue
+        want = tuple(dims.get(d) if isinstance(d, str) else d for d in spec.shape)
+        got = _require_shape(arc, spec.name, want, kind=spec.kind)
+        for d, g in zip(spec.shape, got, strict=True):
+            if isinstance(d, str):
+                dims.setdefault(d, g)
+        checked.append(spec.name)
+    return checked
 
 
 def _finite(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
@@ -348,38 +353,16 @@ def read_result(path: str | os.PathLike) -> ResultData:
         src = (header.get("source") or {}).get("name", "the image")
         raise PixieFormatError(f"{name}: no person was found in {src}; nothing to import")
 
+    dims = {"P": num}
+    to_load = _check_table(arc, format_spec.RESULT_ARRAYS, dims, ("required", "optional"))
+    if dims["B"] > 300:
+        raise PixieFormatError(f"{name}: 'betas' has {dims['B']} components, at most 300 supported")
+    if "full_pose" not in to_load:
+        to_load += _check_table(arc, format_spec.RESULT_ARRAYS, dims, ("pose",))
+        for part, _ in _POSE_PARTS:  # all parts, since full_pose is not there
+            if part not in to_load:
+                raise PixieFormatError(f"{name}: required array {part!r} is missing")
     P = num
-    b_shape = _require_shape(arc, "betas", (P, None))
-    if b_shape[1] > 300:
-        raise PixieFormatError(f"{name}: 'betas' has {b_shape[1]} components, at most 300 supported")
-    _require_shape(arc, "expression", (P, NUM_EXPRESSION))
-    _require_shape(arc, "cam_image_px", (P, 3))
-    v_shape = _require_shape(arc, "vertices", (P, None, 3))
-    V = v_shape[1]
-    to_load = ["betas", "expression", "cam_image_px", "vertices"]
-    if arc.has("full_pose"):
-        _require_shape(arc, "full_pose", (P, NUM_JOINTS, 3, 3))
-        to_load.append("full_pose")
-    else:
-        for part, n in _POSE_PARTS:
-            _require_shape(arc, part, (P, n, 3, 3))
-            to_load.append(part)
-    optional = {
-        "pose_correctives": ((P, V, 3), "f"),
-        "joints_rest": ((P, NUM_JOINTS, 3), "f"),
-        "moderator_weights": ((P, 3, 2), "f"),
-        "bbox": ((P, 4), "f"),
-        "cam": ((P, 3), "f"),
-        "light": ((P, 9, 3), "f"),
-        "tex": ((P, None), "f"),
-        "keypoints_2d": ((P, None, 2), "f"),
-        "albedo_uv": ((P, None, None, 3), "u8"),
-        "displacement_uv": ((P, None, None), "f"),
-    }
-    for opt, (shape, kind) in optional.items():
-        if arc.has(opt):
-            _require_shape(arc, opt, shape, kind=kind)
-            to_load.append(opt)
     data = arc.load(*to_load)
     # informational arrays may hold NaN for "not available" (e.g. moderator_weights when the
     # moderator did not run): drop them instead of refusing the file
@@ -489,20 +472,15 @@ def read_package(path: str | os.PathLike) -> PackageData:
     if names is not None and tuple(names) != JOINT_NAMES:
         raise PixieFormatError(f"{name}: unexpected joint names or joint order in the package")
 
-    V = _require_shape(arc, "v_template", (None, 3))[0]
-    F = _require_shape(arc, "faces", (None, 3), kind="i")[0]
-    _require_shape(arc, "weights", (V, NUM_JOINTS))
-    _require_shape(arc, "parents", (NUM_JOINTS,), kind="i")
-    B = _require_shape(arc, "shapedirs", (V, 3, None))[2]
-    _require_shape(arc, "exprdirs", (V, 3, NUM_EXPRESSION))
-    _require_shape(arc, "posedirs", (V, 3, NUM_POSE_BASIS))
-    _require_shape(arc, "joints_template", (NUM_JOINTS, 3))
-    _require_shape(arc, "joints_shapedirs", (NUM_JOINTS, 3, B))
-    _require_shape(arc, "joints_exprdirs", (NUM_JOINTS, 3, NUM_EXPRESSION))
+    dims: dict[str, int] = {}
+    _check_table(arc, format_spec.PACKAGE_ARRAYS, dims, ("required",))
     has_uv = arc.has("uv_coords") or arc.has("uv_faces")
     if has_uv:
-        _require_shape(arc, "uv_coords", (None, 2))
-        _require_shape(arc, "uv_faces", (F, 3), kind="i")
+        for uv in ("uv_coords", "uv_faces"):
+            spec = next(a for a in format_spec.PACKAGE_ARRAYS if a.name == uv)
+            _require_shape(arc, uv, tuple(dims.get(d) if isinstance(d, str) else d for d in spec.shape),
+                           kind=spec.kind)
+    V, F, B = dims["V"], dims["F"], dims["B"]
     if V == 0 or F == 0:
         raise PixieFormatError(f"{name}: the model package has an empty mesh")
     hv = header.get("num_vertices")

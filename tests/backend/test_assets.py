@@ -33,9 +33,10 @@ def test_missing_required_file_names_file_places_and_source(tmp_path, monkeypatc
 
 
 def test_doctor_report(tmp_path, capsys):
+    import numpy as np
     from pixie_backend.cli import main
 
-    (tmp_path / "SMPLX_NEUTRAL_2020.npz").write_bytes(b"x")
+    np.savez(tmp_path / "SMPLX_NEUTRAL_2020.npz", v_template=np.zeros((4, 3)))  # a well-formed archive
     assert main(["doctor", "--data-dir", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "[present] SMPLX_NEUTRAL_2020.npz" in out

@@ -37,6 +37,7 @@ from tests.support.fake_mpi_server import (
     standard_server,
     unsafe_zip,
 )
+from tests.support.protocol import validate_events
 
 REQUIRED_AND_TEXTURE_FROM_SERVER = (
     "SMPLX_NEUTRAL_2020.npz",
@@ -331,10 +332,10 @@ def test_dropped_connection_is_retried_within_one_run(server, data_dir):
     f = make_fetcher(server, data_dir, events, retries=2, sleep=sleeps.append)
     f.run(planned(server, data_dir, only=["smplx"]))
     assert (data_dir / "SMPLX_NEUTRAL_2020.npz").read_bytes() == payload
-    retries = [e for e in events if e["event"] == "retry"]
-    assert len(retries) == 1 and sleeps == [1.0]
-    starts = [e for e in events if e["event"] == "file_start"]
-    assert [s["offset"] for s in starts] == [0, 100_000]
+    retries = [e for e in events if e.kind == "message" and "retry" in e.details]
+    assert len(retries) == 1 and sleeps == [1.0] and "Retrying in 1 s" in retries[0].text
+    starts = [e for e in events if e.kind == "progress" and e.details.get("start")]
+    assert [s.details["offset"] for s in starts] == [0, 100_000]
 
 
 def test_server_without_range_support_restarts_cleanly(env, server, data_dir, capsys):
@@ -387,16 +388,15 @@ def test_cancel_line_on_stdin_stops_and_keeps_part(server, data_dir, tmp_path):
     events = []
     for line in proc.stdout:
         events.append(json.loads(line))
-        if events[-1]["event"] == "progress":
+        if events[-1]["event"] == "progress" and events[-1]["stage"] == "download":
             proc.stdin.write("cancel\n")
             proc.stdin.flush()
             break
     rest, err = proc.communicate(timeout=30)
     events += [json.loads(x) for x in rest.splitlines()]
     assert proc.returncode == 130
-    errors = [e for e in events if e["event"] == "error"]
-    assert errors and errors[0]["kind"] == "cancelled"
-    assert events[-1] == {"event": "done", "exit_code": 130, "ok": False}
+    assert events[-1]["event"] == "finished" and events[-1]["exit_code"] == 130
+    assert events[-1]["status"] == "cancelled" and events[-1]["error"]["code"] == "cancelled"
     assert (data_dir / "pixie_model.tar.part").is_file()
     assert not (data_dir / "pixie_model.tar").exists()
     assert_no_secret(rest, err)
@@ -558,7 +558,7 @@ def test_server_error_is_retried_then_reported(server, data_dir):
     f = make_fetcher(server, data_dir, events, retries=2)
     with pytest.raises(fd.ServerError, match="HTTP 503"):
         f.run(planned(server, data_dir, only=["smplx"]))
-    assert len([e for e in events if e["event"] == "retry"]) == 2
+    assert len([e for e in events if e.kind == "message" and "retry" in e.details]) == 2
 
 
 def test_missing_file_on_server(server, data_dir):
@@ -677,27 +677,24 @@ def test_json_progress_with_credentials_on_stdin(server, data_dir):
     assert time.monotonic() - t0 < 30
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
+    validate_events(events)
     kinds = [e["event"] for e in events]
-    assert kinds[0] == "start" and kinds[-1] == "done" and kinds[-2] == "report"
-    start = events[0]
+    assert kinds[0] == "started" and kinds[-1] == "finished"
+    start = events[0]["details"]
     assert start["official_endpoint"] is False and "TEST ENDPOINT" in start["endpoint_label"]
-    assert {e["file"] for e in events if e["event"] == "file_done"} == {
-        "SMPLX_NEUTRAL_2020.npz",
-        "pixie_model.tar",
-        "utilities.zip",
-    }
-    assert all(len(e["sha256"]) == 64 for e in events if e["event"] == "file_done")
-    progress = [e for e in events if e["event"] == "progress"]
-    assert progress and all(e["done"] <= e["total"] for e in progress)
-    extract = next(e for e in events if e["event"] == "extract")
-    assert set(extract["written"]) == set(UTILITIES_MEMBERS)
-    report = events[-2]
+    done = [e for e in events if e["event"] == "item_done"]
+    assert {e["item"] for e in done} == {"SMPLX_NEUTRAL_2020.npz", "pixie_model.tar", "utilities.zip"}
+    assert all(len(e["details"]["sha256"]) == 64 for e in done)
+    progress = [e for e in events if e["event"] == "progress" and e["stage"] == "download"]
+    assert progress and all(e["done"] <= e["total"] and e["unit"] == "bytes" for e in progress)
+    archive = next(e for e in done if e["item"] == "utilities.zip")
+    assert set(archive["details"]["extracted"]["written"]) == set(UTILITIES_MEMBERS)
+    finished = events[-1]
+    assert finished["status"] == "ok" and finished["exit_code"] == 0 and finished["error"] is None
+    report = finished["details"]["report"]
     assert report["complete"] is True and report["doctor"]["schema"] == 1
-    assert {e["key"] for e in events if e["event"] == "manual"} == {
-        "smplx_tex_png",
-        "flame_albedo",
-        "deca_model",
-    }
+    manual = [e for e in events if e["event"] == "message" and e["details"].get("manual")]
+    assert {e["details"]["key"] for e in manual} == {"smplx_tex_png", "flame_albedo", "deca_model"}
     assert_no_secret(proc.stdout, proc.stderr)
 
 
@@ -723,8 +720,10 @@ def test_bad_json_on_stdin_is_not_echoed(server, data_dir):
         timeout=60,
     )
     assert proc.returncode == 2
-    error = next(json.loads(x) for x in proc.stdout.splitlines() if '"error"' in x)
-    assert error["kind"] == "usage" and "not valid JSON" in error["message"]
+    events = [json.loads(x) for x in proc.stdout.splitlines()]
+    validate_events(events)
+    error = events[-1]["error"]
+    assert error["code"] == "usage" and "not valid JSON" in error["message"]
     assert_no_secret(proc.stdout, proc.stderr)
 
 

@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from pixie_backend import constants as C
 from pixie_backend.config import CropConfig, PixieConfig
 from pixie_backend.model import PixieModel

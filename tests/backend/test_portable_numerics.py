@@ -105,7 +105,6 @@ def test_random_network_is_bit_identical():
 
 def test_snap_is_exact_and_idempotent():
     import numpy as np
-
     from pixie_backend.synthetic.meshops import SNAP_BITS, snap
 
     x = np.random.default_rng(0).normal(size=1000) * 3

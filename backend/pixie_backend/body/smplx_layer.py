@@ -20,7 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from smplx.lbs import find_dynamic_lmk_idx_and_bcoords, lbs, vertices2landmarks
+from smplx.lbs import (
+    batch_rigid_transform,
+    blend_shapes,
+    find_dynamic_lmk_idx_and_bcoords,
+    vertices2joints,
+    vertices2landmarks,
+)
 from torch import nn
 
 from .. import constants as C
@@ -38,6 +44,8 @@ class SMPLXOutput:
     keypoints: torch.Tensor  #: (B, 145, 3) PIXIE layout, J14 override applied
     landmarks: torch.Tensor  #: (B, 68, 3) 51 static then 17 contour landmarks
     joints: torch.Tensor  #: (B, 55, 3) posed LBS joints
+    rest_joints: torch.Tensor  #: (B, 55, 3) rest-pose joints J(betas, expression), y-up SMPL-X frame
+    pose_correctives: torch.Tensor  #: (B, V, 3) pose-corrective offsets posedirs . (R - I), rest frame
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -168,18 +176,6 @@ class PixieSMPLX(nn.Module):
     def num_vertices(self) -> int:
         return self.v_template.shape[0]
 
-    def rest_joints(self, betas: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
-        """Rest-pose joints ``J(betas, expression)``: (B, 55, 3), y-up SMPL-X frame."""
-        coeffs = torch.cat([betas, expression], dim=1)
-        v_shaped = self.v_template + torch.einsum("bl,vkl->bvk", coeffs, self.shapedirs)
-        return torch.einsum("jv,bvk->bjk", self.J_regressor, v_shaped)
-
-    def pose_correctives(self, full_pose: torch.Tensor) -> torch.Tensor:
-        """Pose-corrective offsets (B, V, 3) in the rest frame for rotations (B, 55, 3, 3)."""
-        eye = torch.eye(3, dtype=full_pose.dtype, device=full_pose.device)
-        feature = (full_pose[:, 1:] - eye).reshape(full_pose.shape[0], -1)
-        return (feature @ self.posedirs).reshape(full_pose.shape[0], -1, 3)
-
     def forward(self, betas: torch.Tensor, expression: torch.Tensor, full_pose: torch.Tensor) -> SMPLXOutput:
         """
         Args:
@@ -189,8 +185,9 @@ class PixieSMPLX(nn.Module):
         """
         b = betas.shape[0]
         coeffs = torch.cat([betas, expression], dim=1)
-        verts, joints = lbs(coeffs, full_pose, self.v_template, self.shapedirs, self.posedirs,
-                            self.J_regressor, self.parents, self.lbs_weights, pose2rot=False)
+        verts, joints, rest_joints, correctives = _lbs(coeffs, full_pose, self.v_template, self.shapedirs,
+                                                       self.posedirs, self.J_regressor, self.parents,
+                                                       self.lbs_weights)
         dyn_idx, dyn_bary = find_dynamic_lmk_idx_and_bcoords(
             verts, full_pose, self.dyn_lmk_faces_idx, self.dyn_lmk_bary_coords, self.head_chain, pose2rot=False
         )
@@ -201,4 +198,33 @@ class PixieSMPLX(nn.Module):
         keypoints = torch.cat([joints, landmarks, extra], dim=1)
         j14 = torch.einsum("jv,bvk->bjk", self.j14_regressor, verts)
         keypoints = keypoints.index_copy(1, self.j14_rows, j14)
-        return SMPLXOutput(vertices=verts, keypoints=keypoints, landmarks=landmarks, joints=joints)
+        return SMPLXOutput(vertices=verts, keypoints=keypoints, landmarks=landmarks, joints=joints,
+                           rest_joints=rest_joints, pose_correctives=correctives)
+
+
+def _lbs(coeffs, rotmats, v_template, shapedirs, posedirs, j_regressor, parents, lbs_weights):
+    """``smplx.lbs.lbs(..., pose2rot=False)`` step by step, with the same ``smplx`` functions and the
+    same operations in the same order (so the same numbers, checked in ``tests/backend/test_model.py``),
+    also returning the rest joints and the pose correctives it computes on the way.
+
+    Args:
+        coeffs: (B, 250) betas then expression.
+        rotmats: (B, 55, 3, 3) relative rotations.
+
+    Returns:
+        vertices (B, V, 3), posed joints (B, 55, 3), rest joints (B, 55, 3), correctives (B, V, 3).
+    """
+    b = coeffs.shape[0]
+    v_shaped = v_template + blend_shapes(coeffs, shapedirs)
+    rest_joints = vertices2joints(j_regressor, v_shaped)
+    ident = torch.eye(3, dtype=coeffs.dtype, device=coeffs.device)
+    pose_feature = rotmats[:, 1:].view(b, -1, 3, 3) - ident
+    rot_mats = rotmats.view(b, -1, 3, 3)
+    correctives = torch.matmul(pose_feature.view(b, -1), posedirs).view(b, -1, 3)
+    v_posed = correctives + v_shaped
+    joints, transforms = batch_rigid_transform(rot_mats, rest_joints, parents, dtype=coeffs.dtype)
+    weights = lbs_weights.unsqueeze(dim=0).expand([b, -1, -1])
+    t = torch.matmul(weights, transforms.view(b, j_regressor.shape[0], 16)).view(b, -1, 4, 4)
+    ones = torch.ones([b, v_posed.shape[1], 1], dtype=coeffs.dtype, device=coeffs.device)
+    v_homo = torch.matmul(t, torch.unsqueeze(torch.cat([v_posed, ones], dim=2), dim=-1))
+    return v_homo[:, :, :3, 0], joints, rest_joints, correctives

@@ -12,15 +12,13 @@ Credentials (never stored, never logged, never printed):
 Only the accounts whose files are missing are asked for. Without prompts, ``--accept-licences``
 must confirm that the user accepted the licences.
 
-``--json-progress`` prints only JSON lines on stdout (protocol 1), one object per event, each with
-an ``"event"`` key: ``start`` (data_dir, endpoint, official_endpoint, endpoint_label), ``plan``
-(downloads: file/domain/account/size/provides/reuse_archive; accounts), ``file_start`` (file,
-index, count, offset, total, account, source), ``progress`` (file, done, total; at most 5 per
-second), ``retry`` (file, attempt, retries, delay, reason), ``file_done`` (file, size, sha256),
-``skip`` (file, reason), ``extract`` (archive, written, kept, ignored, missing), ``message`` (level,
-text), ``manual`` (key, file, need, text, commands, url), ``error`` (kind, message, file,
-exit_code), ``report`` (complete, texture_complete, text, doctor = the ``doctor --json``
-document), and last ``done`` (exit_code, ok).
+``--json`` (alias ``--json-progress``) prints only the event protocol of ``docs/protocol.md`` on
+stdout, one JSON object per line: ``started`` (details: data_dir, endpoint, official_endpoint,
+endpoint_label), ``progress`` with stage ``plan`` (details: downloads, accounts), ``download``
+(bytes; the first record of a file has ``details.start``) and ``extract``; ``item_done`` per file
+(details: size, sha256, reused, extracted); ``item_error`` per file that failed; ``message``
+(retries, notes, and the manual steps with ``details.manual``); and last ``finished`` (status,
+exit_code, error, details.report = the ``doctor --json`` document with complete/texture_complete/text).
 
 Exit codes: 0 all required files present; 1 no error but required files still missing (e.g. with
 ``--only``); 2 usage (options, missing credentials or licence confirmation, unwritable folder);
@@ -60,14 +58,12 @@ from ..fetch_data import (
     accounts_needed,
     credentials_from_env,
     credentials_from_json,
-    human_size,
     manual_steps,
     plan_downloads,
     remove_stale_temps,
     resolve_endpoint,
 )
 
-PROTOCOL = 1
 log = logging.getLogger(__name__)
 
 EPILOG = f"""\
@@ -120,7 +116,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "from stdin (used by the Blender add-on)",
     )
     p.add_argument(
+        "--json",
         "--json-progress",
+        dest="json_progress",
         action="store_true",
         help="machine-readable output: JSON lines on stdout, nothing else (used by the Blender add-on)",
     )
@@ -155,6 +153,7 @@ class HumanUI:
     def __init__(self, bars: bool):
         self.bars = bars
         self.bar = None
+        self._manual_header = False
 
     def say(self, text: str = "") -> None:
         self._close()
@@ -165,92 +164,84 @@ class HumanUI:
             self.bar.close()
             self.bar = None
 
-    def __call__(self, ev: dict[str, Any]) -> None:
-        kind = ev["event"]
-        if kind == "start":
-            self.say(f"Data folder: {ev['data_dir']}")
-            self.say(f"Source:      {ev['endpoint_label']}")
-            if not ev["official_endpoint"]:
+    def __call__(self, ev) -> None:
+        kind, d = ev.kind, ev.details
+        if kind == "started":
+            self.say(f"Data folder: {d['data_dir']}")
+            self.say(f"Source:      {d['endpoint_label']}")
+            if not d["official_endpoint"]:
                 self.say("!!! " + "=" * 70)
-                self.say(f"!!! TEST ENDPOINT {ev['endpoint']} is used instead of the MPI server.")
+                self.say(f"!!! TEST ENDPOINT {d['endpoint']} is used instead of the MPI server.")
                 self.say("!!! " + "=" * 70)
-        elif kind == "plan":
-            if not ev["downloads"]:
+        elif kind == "progress" and ev.stage == "plan":
+            if not d["downloads"]:
                 self.say("Nothing to download: every file this command can fetch is present.")
                 return
             self.say("To download:")
-            for d in ev["downloads"]:
-                acc = ACCOUNTS[d["account"]].label
-                how = "already here, unpack only" if d["reuse_archive"] else f"{acc} account"
-                provides = [n for n in d["provides"] if n != d["file"]]
-                self.say(f"  {d['file']:<24} {how}" + (f"  ({', '.join(provides)})" if provides else ""))
-        elif kind == "file_start":
-            total, offset = ev["total"], ev["offset"]
-            line = f"[{ev['index']}/{ev['count']}] {ev['file']} ({human_size(total)}) from {ev['source']}"
-            if offset:
-                line += f", resuming at {human_size(offset)}"
-            self.say(line)
-            if self.bars:
-                from tqdm import tqdm
-
-                try:  # some pseudo-terminals report a 0 x 0 size: tqdm would draw nothing
-                    size = os.get_terminal_size(sys.stderr.fileno())
-                    sized = size.columns > 0 and size.lines > 0
-                except (OSError, ValueError):
-                    sized = False
-                self.bar = tqdm(
-                    total=total,
-                    initial=offset,
-                    desc=ev["file"],
-                    unit="B",
-                    unit_scale=True,
-                    unit_divisor=1024,
-                    file=sys.stderr,
-                    dynamic_ncols=sized,
-                    ncols=None if sized else 100,
-                    nrows=None if sized else 40,
-                    disable=None,  # off when stderr is not a terminal
-                )
-        elif kind == "progress":
-            if self.bar is not None:
-                self.bar.update(ev["done"] - self.bar.n)
-        elif kind == "file_done":
-            self.say(f"      saved {ev['file']} ({human_size(ev['size'])}), SHA-256 {ev['sha256']}")
-        elif kind == "retry":
-            self.say(
-                f"      {ev['reason']} Retrying in {ev['delay']:.0f} s "
-                f"(attempt {ev['attempt']} of {ev['retries']})."
-            )
-        elif kind == "skip":
-            self.say(f"      {ev['file']}: {ev['reason']}")
-        elif kind == "extract":
-            self.say(f"      unpacked from {ev['archive']}: {', '.join(ev['written']) or 'nothing new'}")
-            if ev["kept"]:
-                self.say(f"      left as they were (already present): {', '.join(ev['kept'])}")
-            if ev["ignored"]:
-                self.say(f"      ignored entries: {', '.join(ev['ignored'])}")
+            for dl in d["downloads"]:
+                acc = ACCOUNTS[dl["account"]].label
+                how = "already here, unpack only" if dl["reuse_archive"] else f"{acc} account"
+                provides = [n for n in dl["provides"] if n != dl["file"]]
+                self.say(f"  {dl['file']:<24} {how}" + (f"  ({', '.join(provides)})" if provides else ""))
+        elif kind == "progress" and ev.stage == "download":
+            if d.get("start"):
+                self.say(ev.text)
+                self._open_bar(ev)
+            elif self.bar is not None:
+                self.bar.update(ev.done - self.bar.n)
+        elif kind == "progress" and ev.stage == "extract":
+            self.say(f"      {ev.text}")
+            if d.get("kept"):
+                self.say(f"      left as they were (already present): {', '.join(d['kept'])}")
+            if d.get("ignored"):
+                self.say(f"      ignored entries: {', '.join(d['ignored'])}")
         elif kind == "message":
-            prefix = "warning: " if ev["level"] == "warning" else ""
-            self.say(prefix + ev["text"])
-        elif kind == "manual":
-            self.say(f"  {ev['file']} ({ev['need']}):")
-            for cmd in ev["commands"] or ["(no command: follow the steps in the report)"]:
-                self.say(f"      {cmd}")
-        elif kind == "manual_header":
-            self.say()
-            self.say(
-                "Not downloaded by this command (a separate procedure; the steps are under "
-                '"get it" in the report below). Copyable commands:'
-            )
-        elif kind == "error":
+            if d.get("manual"):
+                if not self._manual_header:
+                    self._manual_header = True
+                    self.say()
+                    self.say(
+                        "Not downloaded by this command (a separate procedure; the steps are under "
+                        '"get it" in the report below). Copyable commands:'
+                    )
+                self.say(f"  {d['file']} ({d['need']}):")
+                for cmd in d["commands"] or ["(no command: follow the steps in the report)"]:
+                    self.say(f"      {cmd}")
+            else:
+                self.say(("warning: " if ev.level == "warning" else "      ") + ev.text)
+        elif kind == "item_error":
             self._close()
-        elif kind == "report":
+        elif kind == "finished":
             self._close()
             sys.stderr.flush()
             print(file=sys.stdout)
-            print(ev["text"], file=sys.stdout, flush=True)
-        elif kind == "final_error":
-            print(f"\nERROR ({ev['kind']}): {ev['message']}", file=sys.stderr, flush=True)
+            print(d["report"]["text"], file=sys.stdout, flush=True)
+            if ev.error is not None:
+                print(f"\nERROR ({ev.error['code']}): {ev.error['message']}", file=sys.stderr, flush=True)
+
+    def _open_bar(self, ev) -> None:
+        if not self.bars:
+            return
+        from tqdm import tqdm
+
+        try:  # some pseudo-terminals report a 0 x 0 size: tqdm would draw nothing
+            size = os.get_terminal_size(sys.stderr.fileno())
+            sized = size.columns > 0 and size.lines > 0
+        except (OSError, ValueError):
+            sized = False
+        self.bar = tqdm(
+            total=ev.total,
+            initial=ev.done,
+            desc=ev.item,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            file=sys.stderr,
+            dynamic_ncols=sized,
+            ncols=None if sized else 100,
+            nrows=None if sized else 40,
+            disable=None,  # off when stderr is not a terminal
+        )
 
     def ask(self, prompt: str) -> str:
         self._close()
@@ -265,16 +256,13 @@ class JsonUI:
     def __init__(self):
         self._last: dict[str, float] = {}
 
-    def __call__(self, ev: dict[str, Any]) -> None:
-        kind = ev["event"]
-        if kind in ("manual_header", "final_error"):
-            return
-        if kind == "progress":
+    def __call__(self, ev) -> None:
+        if ev.kind == "progress" and ev.stage == "download" and not ev.details.get("start"):
             now = time.monotonic()
-            if ev["done"] != ev["total"] and now - self._last.get(ev["file"], 0.0) < self.MIN_INTERVAL:
+            if ev.done != ev.total and now - self._last.get(ev.item, 0.0) < self.MIN_INTERVAL:
                 return
-            self._last[ev["file"]] = now
-        sys.stdout.write(json.dumps(ev, ensure_ascii=False) + "\n")
+            self._last[ev.item] = now
+        sys.stdout.write(ev.to_json() + "\n")
         sys.stdout.flush()
 
 
@@ -372,9 +360,8 @@ def get_credentials(
 # The command
 
 
-def _plan_event(plan: list[PlannedDownload]) -> dict[str, Any]:
+def _plan_details(plan: list[PlannedDownload]) -> dict[str, Any]:
     return {
-        "event": "plan",
         "downloads": [
             {
                 "file": p.file,
@@ -391,44 +378,38 @@ def _plan_event(plan: list[PlannedDownload]) -> dict[str, Any]:
 
 
 def _emit_manual(data_dir: Path, emit) -> None:
-    missing = [s for s in ASSETS if s.download is None and not (data_dir / s.filename).is_file()]
-    if not missing:
-        return
-    emit({"event": "manual_header"})
-    for spec in missing:
-        emit(
-            {
-                "event": "manual",
-                "key": spec.key,
-                "file": spec.filename,
-                "need": spec.need.value,
-                "text": spec.instructions,
-                "commands": manual_steps(spec, data_dir),
-                "url": spec.url,
-            }
-        )
+    from ..jobs.events import Message
+
+    for spec in ASSETS:
+        if spec.download is None and not (data_dir / spec.filename).is_file():
+            emit(Message, level="info", item=spec.filename, text=spec.instructions,
+                 details={"manual": True, "key": spec.key, "file": spec.filename, "need": spec.need.value,
+                          "commands": manual_steps(spec, data_dir), "url": spec.url})
 
 
 def _fetch(args: argparse.Namespace, emit, ui: HumanUI | None, redactor: Redactor, stop) -> Path:
     endpoint = resolve_endpoint(args.endpoint)
     data_dir = resolve_data_dir(args.data_dir)
     args._resolved_data_dir = data_dir
+    from ..jobs.events import Progress, Started
+
     emit(
-        {
-            "event": "start",
-            "protocol": PROTOCOL,
+        Started,
+        job_kind="fetch-data",
+        total=None,
+        details={
             "data_dir": str(data_dir),
             "endpoint": endpoint.url,
             "official_endpoint": endpoint.official,
             "endpoint_label": endpoint.label,
-        }
+        },
     )
     if not endpoint.official and ui is None:  # JSON mode: also say it in the log (stderr)
         log.warning("using %s", endpoint.label)
     if data_dir.exists() and not data_dir.is_dir():
         raise UsageError(f"the data folder {data_dir} is a file, not a folder")
     plan = plan_downloads(data_dir, only=args.only, force=args.force)
-    emit(_plan_event(plan))
+    emit(Progress, stage="plan", done=0, total=len(plan), details=_plan_details(plan))
     if args.dry_run or not plan:
         _emit_manual(data_dir, emit)
         return data_dir
@@ -450,7 +431,7 @@ def _fetch(args: argparse.Namespace, emit, ui: HumanUI | None, redactor: Redacto
                 data_dir,
                 endpoint=endpoint,
                 credentials=creds,
-                on_event=emit,
+                emitter=emit,
                 retries=args.retries,
                 timeout=args.timeout,
                 keep_archive=args.keep_archive,
@@ -489,10 +470,19 @@ def _raise_interrupt(signum, frame):  # SIGTERM (Blender's Cancel) behaves like 
 
 def run(args: argparse.Namespace) -> int:
     from ..doctor import check_assets, is_complete, report_dict
+    from ..jobs.events import Emitter, Finished, ItemError
 
     json_mode = bool(args.json_progress)
     ui = None if json_mode else HumanUI(bars=not args.no_progress)
-    emit = JsonUI() if json_mode else ui
+    sink = JsonUI() if json_mode else ui
+    counts = {"ok": 0, "failed": 0}
+
+    def count_and_show(ev) -> None:
+        if ev.kind in ("item_done", "item_error"):
+            counts["ok" if ev.kind == "item_done" else "failed"] += 1
+        sink(ev)
+
+    emit = Emitter("fetch-data", count_and_show)
     redactor = Redactor()
     log_filter = RedactingFilter(redactor)
     handlers = logging.getLogger().handlers
@@ -526,27 +516,22 @@ def run(args: argparse.Namespace) -> int:
         for h in handlers:
             h.removeFilter(log_filter)
 
-    if error is not None:
-        kind, message, file, code = error
-        emit({"event": "error", "kind": kind, "message": message, "file": file, "exit_code": code})
+    if error is not None and error[2] and error[0] != "credentials":  # refused logins were reported per file
+        emit(ItemError, item=error[2], index=None, code=error[0], message=error[1])
     data_dir = getattr(args, "_resolved_data_dir", None) or args.data_dir
     folder, rows = check_assets(data_dir)
     doc = report_dict(folder, rows)
-    emit(
-        {
-            "event": "report",
-            "complete": doc["complete"],
-            "texture_complete": doc["texture_complete"],
-            "text": doc["text"],
-            "doctor": doc,
-        }
-    )
+    report = {"complete": doc["complete"], "texture_complete": doc["texture_complete"], "text": doc["text"],
+              "doctor": doc}
     if error is not None:
         code = error[3]
-        emit({"event": "final_error", "kind": error[0], "message": error[1]})
+        status = "cancelled" if code == 130 else "failed"
     else:
         code = 0 if is_complete(rows, Need.REQUIRED) else 1
-    emit({"event": "done", "exit_code": code, "ok": error is None})
+        status = "ok" if code == 0 else "partial"
+    emit(Finished, status=status, exit_code=code, counts=dict(counts), seconds=round(time.monotonic() - emit.t0, 3),
+         error={"code": error[0], "message": error[1]} if error is not None else None,
+         details={"report": report})
     return code
 
 

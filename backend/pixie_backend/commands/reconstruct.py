@@ -1,7 +1,13 @@
 """``pixie-backend reconstruct``: images, folders and globs in; result files out.
 
-Exit codes: 0 every image succeeded; 3 some images failed (the others were written);
-1 nothing could be processed (no inputs, missing model files, ...).
+A thin layer over :class:`~pixie_backend.jobs.reconstruct.ReconstructJob`: it checks the arguments,
+loads the engine, runs the job and prints its events (a progress bar and one line per image, or
+with ``--json`` the event protocol of ``docs/protocol.md``, one JSON object per line on stdout).
+
+Exit codes: 0 every image done; 1 nothing was reconstructed (every image failed, model files
+missing, the output became unwritable); 2 a bad argument or an unusable output folder; 3 some
+images failed (the others were written); 4 another run kept the output folder busy past
+``--lock-timeout``; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -9,20 +15,31 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-EXIT_PARTIAL = 3
+EXIT_USAGE = 2
+
+EPILOG = """\
+exit codes:
+  0 every image done (reconstructed now or by an earlier run), 1 nothing reconstructed (every image
+  failed, or model files are missing), 2 bad argument or unusable output folder, 3 some images
+  failed, 4 output folder busy (see --lock-timeout), 130 interrupted
+
+resume:
+  A rerun skips an image only if its files are intact and the image content, the settings, the
+  detector, its boxes and the model files are all unchanged; anything else is recomputed.
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("reconstruct", help="reconstruct every person in the given images",
                        description="Reconstruct every person in the given images into result files "
-                                   "(<name>.pixie.npz, see docs/result-format.md) and quick-look OBJs.")
+                                   "(<name>.pixie.npz, see docs/result-format.md) and quick-look OBJs.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns (quote globs)")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--data-dir", help="model data folder (default: $PIXIE_DATA_DIR, then the user folder)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: cuda if available)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="encoder precision; bf16/fp16 autocast applies on CUDA only (default: fp32)")
     p.add_argument("--speed", choices=("exact", "fast"), default="fast",
@@ -39,119 +56,159 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--obj", action=argparse.BooleanOptionalAction, default=True,
                    help="also write <name>_p<k>.obj quick-look meshes (default: on)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="skip images whose result file is already complete (default: on)")
+                   help="skip images an earlier run finished with the same image, settings and model (default: on)")
     p.add_argument("--max-megapixels", type=float, default=100.0, help="refuse larger images (default: 100)")
+    p.add_argument("--lock-timeout", type=float, default=None,
+                   help="seconds to wait while another run writes to the output folder, then give up "
+                        "(exit code 4); default: wait until it has finished")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow full unpickling of pixie_model.tar if the safe loader refuses it")
-    p.add_argument("--json-progress", action="store_true",
-                   help="print one JSON object per image on stdout (for the Blender add-on)")
+    p.add_argument("--json", "--json-progress", dest="json", action="store_true",
+                   help="print the event protocol (docs/protocol.md) on stdout, one JSON object per line")
     p.set_defaults(func=run)
     return p
 
 
-def _emit(args, record: dict, line: str) -> None:
-    from tqdm import tqdm
+class UsageError(ValueError):
+    """A bad argument: one sentence, exit code 2."""
 
-    if args.json_progress:
-        print(json.dumps(record), flush=True)
-    else:
-        tqdm.write(line, file=sys.stderr)
+
+def read_boxes(path: str) -> dict[str, list[list[float]]]:
+    """``--boxes``: ``{image file name or path: [[x1, y1, x2, y2], ...]}``, every number checked."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"--boxes: no such file {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"--boxes: cannot read {path} ({getattr(e, 'strerror', None) or e})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise UsageError(f"--boxes: {path} is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--boxes: {path} must hold a JSON object {{image: [[x1, y1, x2, y2], ...]}}")
+    out = {}
+    for key, boxes in data.items():
+        ok = isinstance(boxes, list) and all(
+            isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                        and v == v and abs(v) != float("inf") for v in b)
+            for b in boxes)
+        if not ok:
+            raise UsageError(f"--boxes: the entry for {key!r} must be a list of [x1, y1, x2, y2] number lists")
+        out[str(key)] = [[float(v) for v in b] for b in boxes]
+    return out
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    from ..runtime.device import resolve_device
+
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if not args.max_megapixels > 0 or args.max_megapixels == float("inf"):
+        raise UsageError("--max-megapixels must be a number more than 0")
+    if args.lock_timeout is not None and args.lock_timeout < 0:
+        raise UsageError("--lock-timeout must be 0 or more")
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o/--out: {out} is a file; name a folder")
+    try:
+        args.device = str(resolve_device(args.device))
+    except ValueError as e:
+        raise UsageError(f"--device: {e}") from None
+
+
+class Printer:
+    """The events for a person at a terminal: a progress bar and one line per image, on stderr."""
+
+    def __init__(self):
+        from tqdm import tqdm
+
+        self.tqdm = tqdm
+        self.bar = None
+
+    def __call__(self, ev) -> None:
+        kind = ev.kind
+        if kind == "started":
+            self.bar = self.tqdm(total=ev.total, unit="img", file=sys.stderr, disable=not ev.total)
+        elif kind == "message":
+            self.write(("warning: " if ev.level == "warning" else "") + ev.text)
+        elif kind == "item_done":
+            d = ev.details
+            if ev.resumed:
+                self.write(f"skip   {d['source']} (done by an earlier run: {Path(d['result']).name})")
+            else:
+                self.write(f"ok     {d['source']}: {d['persons']} person(s) -> {d['result']}")
+            self.step()
+        elif kind == "item_error":
+            self.write(f"ERROR  {ev.message}")
+            self.step()
+        elif kind == "finished":
+            if self.bar is not None:
+                self.bar.close()
+            c = ev.counts
+            if ev.error and ev.status != "partial" and ev.error.get("code") != "all_failed":
+                print(f"error: {ev.error['message']}", file=sys.stderr)
+            print(f"done: {c.get('ok', 0)} ok, {c.get('failed', 0)} failed, {c.get('skipped', 0)} skipped "
+                  f"in {ev.seconds:.1f} s -> {ev.details.get('out')}", file=sys.stderr)
+
+    def write(self, line: str) -> None:
+        self.tqdm.write(line, file=sys.stderr)
+
+    def step(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+
+def _json_line(record: dict) -> None:
+    print(json.dumps(record, ensure_ascii=False), flush=True)
+
+
+def _fail(args, code: int, message: str, kind: str = "usage") -> int:
+    """A run that stops before its job starts: one line (and, with --json, a lone ``finished`` record)."""
+    print(f"error: {message}", file=sys.stderr)
+    if args.json:
+        from ..jobs.events import Emitter, Finished
+
+        _json_line(Emitter("reconstruct").make(Finished, status="failed", exit_code=code,
+                                               error={"code": kind, "message": message}).to_dict())
+    return code
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm import tqdm
-
     from ..assets import MissingAssetError
     from ..body.smplx_layer import ModelFileError
     from ..checkpoint import CheckpointError
     from ..config import CropConfig, PixieConfig
-    from ..export.writer import ResultWriter, is_complete_result, output_names
-    from ..pipeline import Pixie, gather_images
-    from ..preprocess.detector import DetectorUnavailable
+    from ..jobs.reconstruct import ReconstructJob, ReconstructOptions
+    from ..jobs.sources import gather_sources
+    from ..runtime.engine import Engine
 
-    paths, problems = gather_images(args.inputs)
-    for msg in problems:
-        print(f"warning: {msg}", file=sys.stderr)
-    if not paths:
-        print("error: no input images", file=sys.stderr)
-        return 1
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        print("error: CUDA was requested but this torch build has no usable GPU "
-              f"(torch {torch.__version__}); use --device cpu", file=sys.stderr)
-        return 1
-    if args.batch_size < 1:
-        print("error: --batch-size must be at least 1", file=sys.stderr)
-        return 1
-    boxes_by_key = _read_boxes(args.boxes) if args.boxes else {}
-    config = PixieConfig(crop=CropConfig(part_convention=args.part_crop_convention), device=device,
+    try:
+        _check_args(args)
+        boxes = read_boxes(args.boxes) if args.boxes else {}
+    except UsageError as e:
+        return _fail(args, EXIT_USAGE, str(e))
+
+    sources, notes = gather_sources(args.inputs)
+    if not any(s.problem is None for s in sources):
+        for s in sources:
+            print(f"warning: {s.problem[1]}", file=sys.stderr)
+        return _fail(args, 1, "no input images", "no_input")
+    if boxes:
+        sources = [s.with_boxes(boxes.get(str(s.path), boxes.get(s.path.name)))
+                   if s.path is not None and s.problem is None else s for s in sources]
+    config = PixieConfig(crop=CropConfig(part_convention=args.part_crop_convention), device=args.device,
                          precision=args.precision, speed=args.speed)
     try:
-        pixie = Pixie(args.data_dir, config, detector=args.detector, trust_checkpoint=args.trust_checkpoint)
-        writer = ResultWriter(pixie, args.out, write_objs=args.obj)
-    except (MissingAssetError, CheckpointError, ModelFileError, DetectorUnavailable) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    if writer.synthetic:
-        print("NOTE: the data folder holds SYNTHETIC assets (random weights): the output is not a "
-              "reconstruction.", file=sys.stderr)
+        engine = Engine.from_data_dir(args.data_dir, config, trust_checkpoint=args.trust_checkpoint)
+    except (MissingAssetError, CheckpointError, ModelFileError) as e:
+        return _fail(args, 1, str(e), "model_files")
 
-    names = output_names(paths)
-    todo = []
-    skipped = 0
-    for path, name in zip(paths, names, strict=True):
-        if args.resume and is_complete_result(writer.result_path(name)):
-            skipped += 1
-            _emit(args, {"image": str(path), "status": "skipped", "result": str(writer.result_path(name))},
-                  f"skip   {path} (result exists)")
-            continue
-        todo.append((path, name))
-    boxes = [boxes_by_key.get(str(p), boxes_by_key.get(p.name)) for p, _ in todo] if boxes_by_key else None
-
-    ok = failed = 0
-    t0 = time.perf_counter()
-    bar = tqdm(total=len(todo), unit="img", disable=args.json_progress or not todo, file=sys.stderr)
-    try:
-        for r in pixie.iter_predict([p for p, _ in todo], boxes, batch_size=args.batch_size,
-                                    max_pixels=int(args.max_megapixels * 1e6)):
-            path, name = todo[r.index]
-            record = {"image": str(path), "index": r.index, "status": r.status}
-            if r.ok:
-                try:
-                    files = writer.write(r, name)
-                except OSError as e:
-                    r.status, r.message = "error", f"could not write the result: {e}"
-                else:
-                    record.update(persons=len(r.persons), result=str(files[0]),
-                                  timings={k: round(v, 4) for k, v in r.timings.items()})
-                    ok += 1
-                    _emit(args, record, f"ok     {path}: {len(r.persons)} person(s) -> {files[0]}")
-            if not r.ok:
-                failed += 1
-                record.update(status="error", message=r.message)
-                _emit(args, record, f"ERROR  {r.message}")
-            writer.log_status(record)
-            bar.update(1)
-    finally:
-        bar.close()
-        pixie.close()
-    dt = time.perf_counter() - t0
-    summary = {"summary": True, "ok": ok, "failed": failed, "skipped": skipped, "seconds": round(dt, 2),
-               "out": str(Path(args.out))}
-    if args.json_progress:
-        print(json.dumps(summary), flush=True)
-    else:
-        print(f"done: {ok} ok, {failed} failed, {skipped} skipped in {dt:.1f} s -> {args.out}", file=sys.stderr)
-    if failed and not ok and not skipped:
-        return 1
-    return EXIT_PARTIAL if failed else 0
-
-
-def _read_boxes(path: str) -> dict[str, list[list[float]]]:
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise SystemExit(f"error: {path} must hold a JSON object {{image: [[x1, y1, x2, y2], ...]}}")
-    return {str(k): v for k, v in data.items()}
+    options = ReconstructOptions(out_dir=args.out, batch_size=args.batch_size, write_objs=args.obj,
+                                 resume=args.resume, max_pixels=int(args.max_megapixels * 1e6),
+                                 detector=args.detector, lock_wait=args.lock_timeout)
+    job = ReconstructJob(engine, sources, options, notes=notes)
+    show = (lambda ev: _json_line(ev.to_dict())) if args.json else Printer()
+    for event in job.run():
+        show(event)
+    return job.finished.exit_code

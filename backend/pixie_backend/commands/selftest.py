@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     root.mkdir(parents=True, exist_ok=True)
     try:
         from ..config import PixieConfig
-        from ..export.writer import ResultWriter, is_complete_result
+        from ..jobs.reconstruct import ReconstructJob, ReconstructOptions
+        from ..jobs.sources import ImageSource
         from ..pipeline import Pixie
         from ..preprocess.detector import make_detector
         from ..preprocess.image_io import from_array
@@ -115,14 +116,19 @@ def run(args: argparse.Namespace) -> int:
             res = pix.predict([image], batch_size=2)
             if not res[0].ok:
                 raise RuntimeError(res[0].message)
-            writer = ResultWriter(pix, root / "out")
-            files = writer.write(res[0], "selftest")
-            if not is_complete_result(files[0]):
-                raise RuntimeError("the written result does not read back")
             out = res[0].output
             if not torch.isfinite(out.vertices).all():
                 raise RuntimeError("non-finite vertices")
-            return f"{len(res[0].persons)} person(s), {out.vertices.shape[1]} vertices -> {files[0]}"
+            job = ReconstructJob(pix.engine, [ImageSource.from_array("selftest", image)],
+                                 ReconstructOptions(root / "out", detector="none"))
+            events = list(job.run())
+            if job.finished.status != "ok":
+                raise RuntimeError(f"the reconstruct job ended {job.finished.status}: {job.finished.error}")
+            done = next(e for e in events if e.kind == "item_done")
+            with np.load(done.details["result"], allow_pickle=False) as z:
+                if z["vertices"].shape != tuple(out.vertices.shape):
+                    raise RuntimeError("the written result does not read back")
+            return f"{len(res[0].persons)} person(s), {out.vertices.shape[1]} vertices -> {done.details['result']}"
 
         checks.run("reconstruct on CPU and write the result", cpu_run)
 

@@ -1,15 +1,14 @@
 """Writing result files and model packages (format v1, ``docs/result-format.md``).
 
-Everything is written atomically (a temporary file in the same folder, then ``os.replace``), so an
-interrupted run never leaves a half-written file under a final name.
+The arrays and their shapes are declared once, in :mod:`.format_spec`; every file is checked against
+that table before it is written. Everything is written atomically (:mod:`pixie_backend.atomic`), so
+an interrupted run never leaves a half-written file under a final name.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,33 +19,21 @@ import torch
 
 from .. import __version__
 from .. import constants as C
+from ..atomic import atomic_write
 from ..body.smplx_layer import PixieSMPLX
 from ..geometry.camera import crop_to_image_points, image_ortho_camera, normalized_to_crop_pixels
 from ..geometry.rotations import rotmat_to_axis_angle
+from .format_spec import PACKAGE_ARRAYS, PACKAGE_HASH_ORDER, RESULT_ARRAYS, check_arrays
 
 RESULT_FORMAT = "pixie-result"
 PACKAGE_FORMAT = "pixie-smplx-package"
 FORMAT_VERSION = 1
 RESULT_SUFFIX = ".pixie.npz"
 
-#: Package arrays in hashing order (docs/result-format.md).
-PACKAGE_ARRAYS = (
-    "v_template", "faces", "uv_coords", "uv_faces", "weights", "parents", "shapedirs", "exprdirs",
-    "posedirs", "joints_template", "joints_shapedirs", "joints_exprdirs",
-)
-
-
 def atomic_savez(path: Path, arrays: dict[str, np.ndarray], compress: bool = False) -> None:
-    """``np.savez`` to a temporary file next to ``path``, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            (np.savez_compressed if compress else np.savez)(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``np.savez`` through :func:`~pixie_backend.atomic.atomic_write`."""
+    with atomic_write(path) as f:
+        (np.savez_compressed if compress else np.savez)(f, **arrays)
 
 
 def json_array(obj) -> np.ndarray:
@@ -104,7 +91,8 @@ def write_package(out_dir: Path, smplx: PixieSMPLX, uvs: tuple[np.ndarray, np.nd
                   smplx_sha256: str | None, synthetic: bool) -> PackageRef:
     """Write ``smplx_package_<hash12>.npz`` into ``out_dir`` unless an identical one is there."""
     arrays = package_arrays(smplx, uvs)
-    digest = content_hash(arrays, PACKAGE_ARRAYS)
+    check_arrays(arrays, PACKAGE_ARRAYS)
+    digest = content_hash(arrays, PACKAGE_HASH_ORDER)
     path = out_dir / f"smplx_package_{digest[:12]}.npz"
     if not path.is_file():
         header = {
@@ -121,13 +109,14 @@ def _np(t: torch.Tensor | None, dtype=np.float32) -> np.ndarray | None:
     return None if t is None else t.detach().cpu().numpy().astype(dtype)
 
 
-def result_arrays(out, persons, smplx: PixieSMPLX, crop_size: int) -> dict[str, np.ndarray]:
-    """Per-person arrays of one image (see the format doc).
+def result_arrays(out, persons, crop_size: int) -> dict[str, np.ndarray]:
+    """Per-person arrays of one image (see the format doc), all from the model's own outputs
+    (nothing is evaluated again).
 
     Args:
-        out: :class:`~pixie_backend.types.PixieOutput` for the image's P persons (CPU).
+        out: :class:`~pixie_backend.types.PixieOutput` for the image's P persons (CPU), with its
+            ``joints_rest`` and ``pose_correctives``.
         persons: the P :class:`~pixie_backend.pipeline.PersonCrop` records.
-        smplx: the SMPL-X layer on the CPU (for rest joints and pose correctives).
         crop_size: body-crop size (224).
     """
     p = out.params
@@ -137,11 +126,8 @@ def result_arrays(out, persons, smplx: PixieSMPLX, crop_size: int) -> dict[str, 
     center = torch.tensor(np.stack([q.center for q in persons]), dtype=torch.float32)
     side = torch.tensor([q.side for q in persons], dtype=torch.float32)
     uv = normalized_to_crop_pixels(out.keypoints2d, crop_size)
-    if smplx.v_template.device.type != "cpu":
-        raise ValueError("result_arrays needs the SMPL-X layer on the CPU (pass a CPU copy)")
-    with torch.no_grad():
-        joints_rest = smplx.rest_joints(p.betas, p.expression)
-        correctives = smplx.pose_correctives(full)
+    if out.joints_rest is None or out.pose_correctives is None:
+        raise ValueError("the model output has no rest joints / pose correctives (decode() fills them)")
     weights = out.moderator_weights if out.moderator_weights is not None else torch.full((n, 3, 2), float("nan"))
     eye = np.broadcast_to(np.eye(3, dtype=np.float32), (n, 1, 3, 3))
     arrays = {
@@ -161,7 +147,7 @@ def result_arrays(out, persons, smplx: PixieSMPLX, crop_size: int) -> dict[str, 
         "moderator_weights": _np(weights),
         "vertices": _np(out.vertices), "joints": _np(out.keypoints3d),
         "keypoints_2d": _np(crop_to_image_points(uv, center, side, crop_size)),
-        "joints_rest": _np(joints_rest), "pose_correctives": _np(correctives),
+        "joints_rest": _np(out.joints_rest), "pose_correctives": _np(out.pose_correctives),
     }
     if p.tex is not None:
         arrays["tex"] = _np(p.tex)
@@ -187,6 +173,7 @@ def result_header(source: dict, num_persons: int, package: PackageRef, checkpoin
 
 
 def write_result(path: Path, header: dict, arrays: dict[str, np.ndarray]) -> None:
+    check_arrays(arrays, RESULT_ARRAYS)
     atomic_savez(path, {"header": json_array(header), **arrays})
 
 
@@ -215,12 +202,5 @@ def write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray, uvs: tuple[np
         lines += [f"f {a}/{ta} {b}/{tb} {c}/{tc}\n" for (a, b, c), (ta, tb, tc) in zip(f, ft, strict=True)]
     else:
         lines += [f"f {a} {b} {c}\n" for a, b, c in f]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.writelines(lines)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w", encoding="utf-8", newline="\n") as fh:
+        fh.writelines(lines)

@@ -139,6 +139,9 @@ class MediaPipeDetector:
                 '  pip install "pixie-blender[detector]" && pip install --no-deps mediapipe==0.10.21\n'
                 "or choose --detector opencv / none"
             ) from e
+        from .native_log import filter_native_stderr
+
+        filter_native_stderr()
         self._faces = face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_face_score)
         self._pose = pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True,
                                min_detection_confidence=min_pose_score)

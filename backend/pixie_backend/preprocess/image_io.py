@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,15 @@ MIN_SIDE = 16
 
 
 class ImageLoadError(ValueError):
-    """The file is not a usable image (corrupt, empty, not an image, too large or too small)."""
+    """The file is not a usable image (corrupt, empty, not an image, too large or too small).
+
+    ``code`` is a stable word for programs: ``missing``, ``empty``, ``unreadable``, ``too_large``,
+    ``too_small`` or ``invalid``.
+    """
+
+    def __init__(self, message: str, code: str = "unreadable"):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -57,23 +66,34 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     """
     p = Path(path)
     if not p.is_file():
-        raise ImageLoadError(f"{p}: no such file")
+        raise ImageLoadError(f"{p}: no such file", "missing")
     if p.stat().st_size == 0:
-        raise ImageLoadError(f"{p}: the file is empty (0 bytes)")
+        raise ImageLoadError(f"{p}: the file is empty (0 bytes)", "empty")
+    return _decode(p, str(p), max_pixels)
+
+
+def load_image_bytes(data: bytes, source: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Read an encoded image (the bytes of a JPEG, PNG, ... file) as RGB; same rules as :func:`load_image`."""
+    if not data:
+        raise ImageLoadError(f"{source}: the image is empty (0 bytes)", "empty")
+    return _decode(io.BytesIO(data), source, max_pixels)
+
+
+def _decode(fp, source: str, max_pixels: int) -> LoadedImage:
     try:
-        with Image.open(p) as im:
+        with Image.open(fp) as im:
             w, h = im.size
-            _check_size(w, h, max_pixels, str(p))
+            _check_size(w, h, max_pixels, source)
             im.load()
-            return _to_rgb(im, str(p), (w, h))
+            return _to_rgb(im, source, (w, h))
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
-        raise ImageLoadError(f"{p}: not an image file, or a format that cannot be read") from None
+        raise ImageLoadError(f"{source}: not an image file, or a format that cannot be read") from None
     except Image.DecompressionBombError as e:
-        raise ImageLoadError(f"{p}: refused, the image is too large ({e})") from None
+        raise ImageLoadError(f"{source}: refused, the image is too large ({e})", "too_large") from None
     except (OSError, ValueError, SyntaxError) as e:
-        raise ImageLoadError(f"{p}: the image is corrupt or truncated ({e})") from None
+        raise ImageLoadError(f"{source}: the image is corrupt or truncated ({e})") from None
 
 
 def from_array(array: np.ndarray, source: str = "<array>", max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
@@ -84,7 +104,7 @@ def from_array(array: np.ndarray, source: str = "<array>", max_pixels: int = DEF
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
     if a.ndim != 3 or a.shape[2] not in (3, 4):
-        raise ImageLoadError(f"{source}: expected an (H, W[, C]) image array, got shape {a.shape}")
+        raise ImageLoadError(f"{source}: expected an (H, W[, C]) image array, got shape {a.shape}", "invalid")
     _check_size(a.shape[1], a.shape[0], max_pixels, source)
     a = a[:, :, :3]
     if a.dtype == np.uint8:
@@ -93,20 +113,21 @@ def from_array(array: np.ndarray, source: str = "<array>", max_pixels: int = DEF
         pixels = (a.astype(np.float32) / 65535.0)
     elif np.issubdtype(a.dtype, np.floating):
         if not np.isfinite(a).all():
-            raise ImageLoadError(f"{source}: the image contains NaN or infinite values")
+            raise ImageLoadError(f"{source}: the image contains NaN or infinite values", "invalid")
         pixels = np.clip(a, 0.0, 1.0).astype(np.float32)
     else:
-        raise ImageLoadError(f"{source}: unsupported pixel type {a.dtype}")
+        raise ImageLoadError(f"{source}: unsupported pixel type {a.dtype}", "invalid")
     return LoadedImage(pixels, source, (a.shape[1], a.shape[0]), False)
 
 
 def _check_size(w: int, h: int, max_pixels: int, source: str) -> None:
     if w < MIN_SIDE or h < MIN_SIDE:
-        raise ImageLoadError(f"{source}: the image is too small ({w}x{h}); at least {MIN_SIDE}x{MIN_SIDE} is needed")
+        raise ImageLoadError(f"{source}: the image is too small ({w}x{h}); at least {MIN_SIDE}x{MIN_SIDE} is needed",
+                             "too_small")
     if w * h > max_pixels:
         raise ImageLoadError(
             f"{source}: the image is too large ({w}x{h} = {w * h / 1e6:.0f} MP, limit "
-            f"{max_pixels / 1e6:.0f} MP); downscale it or raise --max-megapixels"
+            f"{max_pixels / 1e6:.0f} MP); downscale it or raise --max-megapixels", "too_large"
         )
 
 

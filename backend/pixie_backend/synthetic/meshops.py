@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 #: :func:`snap` rounds to multiples of ``2**-SNAP_BITS`` (about 2.3e-10).
 SNAP_BITS = 32
 

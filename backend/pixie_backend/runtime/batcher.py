@@ -1,0 +1,208 @@
+"""Micro-batching person crops from any number of jobs onto one engine.
+
+Each job opens a :class:`Stream` and submits the crops of one image at a time (all persons of the
+image together); it gets a ``concurrent.futures.Future`` for that image's :class:`PixieOutput`
+(CPU tensors). One worker thread forms batches of up to ``batch_size`` persons, across images and
+across streams, in submission order, and routes each slice of the output back to its future.
+
+When fewer than ``batch_size`` persons are waiting, the worker waits for more while some stream is
+still open, at most ``max_wait`` seconds after the oldest waiting image (``None``: until the
+streams have submitted enough or are closed — the batch CLI's setting, which batches fully). A
+cancelled stream's waiting images are dropped before the next batch (a batch that runs already
+finishes; its results for a cancelled stream are discarded by that stream's job).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from concurrent.futures import CancelledError, Future
+from dataclasses import dataclass
+
+import torch
+
+from .engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Work:
+    stream: Stream
+    image: torch.Tensor  #: (P, 3, 224, 224)
+    image_hd: torch.Tensor  #: (P, 3, H, H)
+    future: Future
+
+    @property
+    def persons(self) -> int:
+        return self.image.shape[0]
+
+
+class Stream:
+    """One job's channel into a :class:`Batcher`."""
+
+    def __init__(self, batcher: Batcher, name: str):
+        self.batcher = batcher
+        self.name = name
+        self.open = True
+        self.cancelled = False
+
+    def submit(self, image: torch.Tensor, image_hd: torch.Tensor) -> Future:
+        """Queue one image's person crops.
+
+        Returns:
+            a future of ``(PixieOutput for the P persons on the CPU, model seconds for this image)``.
+        """
+        return self.batcher._submit(self, image, image_hd)
+
+    def close(self) -> None:
+        """No more images will come from this stream (lets a waiting batch run)."""
+        self.batcher._close_stream(self)
+
+    def cancel(self) -> None:
+        """Drop this stream's waiting images (their futures are cancelled) and close it."""
+        self.cancelled = True
+        self.batcher._close_stream(self)
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is not None:
+            self.cancel()
+        else:
+            self.close()
+
+
+class Batcher:
+    """Batches from all open streams onto ``engine``; thread-safe.
+
+    Args:
+        engine: where batches run.
+        batch_size: persons per batch (an image with more persons runs as one larger batch).
+        max_wait: seconds a partial batch waits for more work while streams are open (None: no limit).
+    """
+
+    def __init__(self, engine: Engine, batch_size: int = 8, max_wait: float | None = None):
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.engine = engine
+        self.batch_size = batch_size
+        self.max_wait = max_wait
+        self._cv = threading.Condition()
+        self._queue: collections.deque[_Work] = collections.deque()
+        self._streams: set[Stream] = set()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.batches_run = 0  #: for tests and statistics
+        self.batch_sizes: list[int] = []
+
+    # ------------------------------------------------------------------ streams
+    def stream(self, name: str = "") -> Stream:
+        s = Stream(self, name)
+        with self._cv:
+            if self._closed:
+                raise RuntimeError("the batcher is closed")
+            self._streams.add(s)
+        return s
+
+    def _submit(self, stream: Stream, image: torch.Tensor, image_hd: torch.Tensor) -> Future:
+        if image.ndim != 4 or image.shape[0] != image_hd.shape[0] or image.shape[0] < 1:
+            raise ValueError(f"expected (P, 3, 224, 224) and (P, 3, H, H) crops, got {tuple(image.shape)} "
+                             f"and {tuple(image_hd.shape)}")
+        fut: Future = Future()
+        with self._cv:
+            if not stream.open:
+                raise RuntimeError(f"stream {stream.name!r} is closed")
+            self._queue.append(_Work(stream, image, image_hd, fut))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="pixie-batcher", daemon=True)
+                self._thread.start()
+            self._cv.notify_all()
+        return fut
+
+    def _close_stream(self, stream: Stream) -> None:
+        with self._cv:
+            stream.open = False
+            self._streams.discard(stream)
+            self._cv.notify_all()
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Finish what is queued, then stop the worker thread."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ------------------------------------------------------------------ worker
+    def _drop_cancelled(self) -> None:
+        keep = collections.deque()
+        for w in self._queue:
+            if w.stream.cancelled:
+                w.future.cancel()
+            else:
+                keep.append(w)
+        self._queue = keep
+
+    def _next_group(self) -> list[_Work] | None:
+        """Wait for work and return the next batch (None: closed and empty). Holds the lock."""
+        with self._cv:
+            while True:
+                self._drop_cancelled()
+                if not self._queue:
+                    if self._closed:
+                        return None
+                    self._cv.wait()
+                    continue
+                oldest = time.monotonic()
+                while True:
+                    self._drop_cancelled()
+                    waiting = sum(w.persons for w in self._queue)
+                    if not self._queue or waiting >= self.batch_size or not self._streams or self._closed:
+                        break
+                    remaining = None if self.max_wait is None else oldest + self.max_wait - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        break
+                    self._cv.wait(remaining)
+                if not self._queue:
+                    continue
+                group = [self._queue.popleft()]
+                n = group[0].persons
+                while self._queue and n + self._queue[0].persons <= self.batch_size:
+                    w = self._queue.popleft()
+                    group.append(w)
+                    n += w.persons
+                return group
+
+    def _run(self) -> None:
+        while True:
+            group = self._next_group()
+            if group is None:
+                return
+            group = [w for w in group if w.future.set_running_or_notify_cancel()]
+            if not group:
+                continue
+            try:
+                image = torch.cat([w.image for w in group])
+                image_hd = torch.cat([w.image_hd for w in group])
+                t0 = time.perf_counter()
+                out = self.engine.infer(image, image_hd).detach_cpu()
+                dt = time.perf_counter() - t0
+            except BaseException as e:  # noqa: BLE001 - reported on every image of the batch
+                log.exception("the model failed on a batch of %d persons", sum(w.persons for w in group))
+                for w in group:
+                    w.future.set_exception(e)
+                continue
+            self.batches_run += 1
+            self.batch_sizes.append(image.shape[0])
+            start = 0
+            for w in group:
+                part = out.index(slice(start, start + w.persons))
+                start += w.persons
+                w.future.set_result((part, dt * w.persons / image.shape[0]))
+
+
+__all__ = ["Batcher", "CancelledError", "Stream"]
