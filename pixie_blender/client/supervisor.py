@@ -31,6 +31,7 @@ import collections
 import json
 import os
 import queue
+import re
 import subprocess
 import threading
 import time
@@ -40,6 +41,7 @@ from pathlib import Path
 
 from . import processes
 
+_NO_BACKEND = re.compile(r"No module named '?pixie_backend'?\s*$")
 #: The handshake protocol this add-on speaks.
 PROTOCOL = 1
 HANDSHAKE_EVENT = "ready"
@@ -257,7 +259,7 @@ class BackendProcess:
     def _explain_exit(self) -> str:
         code = self.returncode
         tail = [ln for ln in self.stderr_tail() if ln.strip()][-3:]
-        if any("No module named pixie_backend" in ln for ln in tail):
+        if any(_NO_BACKEND.search(ln) for ln in tail):
             return (
                 "pixie-backend is not installed in that Python environment: click Install Backend in the add-on "
                 "preferences, or choose the right Backend Python."

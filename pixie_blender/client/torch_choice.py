@@ -45,7 +45,7 @@ NVIDIA_SMI_ARGS = (
 NVIDIA_SMI_FALLBACK_ARGS = ("--query-gpu=driver_version,name", "--format=csv,noheader")
 
 #: Free disk space an install needs, in GB (the environment plus pip's temporary copies).
-DISK_GB = {"cuda": 5.0, "cpu": 1.5, "mps": 1.5}
+DISK_GB = {"cuda": 5.0, "cpu": 2.0, "mps": 1.5}
 
 
 @dataclass(frozen=True)
