@@ -14,11 +14,12 @@ Nothing is ever installed into Blender's own Python. The installer
 5. starts the backend from the new environment (versions probe, ``doctor --json``);
 6. writes the completion marker ``pixie-install.json`` and renames ``env.new`` to ``env``.
 
-Every pip runs as ``<env python> -I -m pip install --isolated --only-binary=:all: ...``: the user's
-pip configuration and ``PYTHON*`` variables cannot redirect it; proxy variables (``HTTPS_PROXY``...)
-pass through. With a wheelhouse (the "full" zip) every step uses ``--no-index --find-links`` and
-needs no network. A failed or cancelled install removes ``env.new``; an earlier working ``env``
-stays as it was. :func:`find_installed` only accepts an environment with its completion marker.
+Every pip runs as ``<env python> -I -m pip install --isolated --only-binary=:all: ...`` with
+``PIP_CONFIG_FILE`` set to the null device: no pip configuration file (user's or global) and no
+``PIP_*``/``PYTHON*`` variable can redirect it; proxy variables (``HTTPS_PROXY``...) pass through.
+With a wheelhouse (the "full" zip) every step uses ``--no-index --find-links`` and needs no network.
+A failed or cancelled install removes ``env.new``; an earlier working ``env`` stays as it was.
+:func:`find_installed` only accepts an environment with its completion marker.
 
 The job runs its steps on a worker thread; :meth:`InstallJob.poll` (a modal timer in Blender, a
 loop in tests) drains the log lines from a queue on the main thread and does the final rename.
@@ -549,6 +550,7 @@ class InstallJob:
         self._finished = False
         self._log_file = None
         self._lock_record: dict | None = None  #: set while this job owns the install folder
+        self._raw_progress = False  #: pip >= 24.1 prints "Progress a of b" lines
 
     # -- paths
 
@@ -750,7 +752,15 @@ class InstallJob:
         self._cleanup_leftovers()
         tmp = self.root / "tmp"
         tmp.mkdir(exist_ok=True)
-        env_vars = {"TMPDIR": str(tmp), "TEMP": str(tmp), "TMP": str(tmp), **opts.extra_env}
+        # pip reads no configuration file at all (PIP_CONFIG_FILE=devnull; --isolated only skips the user's),
+        # so a global pip.conf cannot add indexes or constraints; proxy variables still pass through.
+        env_vars = {
+            "TMPDIR": str(tmp),
+            "TEMP": str(tmp),
+            "TMP": str(tmp),
+            "PIP_CONFIG_FILE": os.devnull,
+            **opts.extra_env,
+        }
         new = self.new_env
         py = env_python(new)
         try:
@@ -758,28 +768,33 @@ class InstallJob:
                 self._check_cancel()
                 self._emit("step", (index, step))
                 self._log(f"== {step.label}")
-                if step.key == "venv":
-                    self._make_venv(base, new, env_vars)
-                    raw = self._pip_supports_raw(py, env_vars)
-                elif step.key == "torch":
-                    self._run_child(step_commands(opts, new, raw_progress=raw)["torch"], env_vars)
-                    version = self._installed_version(py, "torch", env_vars)
-                    (new / CONSTRAINTS).write_text(f"torch=={version}\n", encoding="utf-8")
-                    self._log(f"torch {version} installed; pinned in {CONSTRAINTS}")
-                elif step.key in ("backend", "mediapipe"):
-                    try:
-                        self._run_child(step_commands(opts, new, raw_progress=raw)[step.key], env_vars)
-                    except _StepFailed as exc:
-                        if not step.optional:
-                            raise
-                        self._emit(
-                            "warning",
-                            f"mediapipe could not be installed ({exc}); the backend uses OpenCV's detector instead.",
-                        )
-                elif step.key == "verify":
-                    self._verify(py, torch, env_vars)
+                try:
+                    self._run_step(step, base, new, py, torch, env_vars)
+                except _StepFailed as exc:
+                    if not step.optional:
+                        raise _StepFailed(f"{step.label} failed: {exc}") from None
+                    self._emit(
+                        "warning", f"mediapipe could not be installed ({exc}); the backend uses OpenCV's detector."
+                    )
         finally:
             _rmtree(tmp)
+
+    def _run_step(self, step: Step, base: BasePython, new: Path, py: Path, torch: TorchChoice, env_vars) -> None:
+        if step.key == "venv":
+            self._make_venv(base, new, env_vars)
+            self._raw_progress = self._pip_supports_raw(py, env_vars)
+        elif step.key == "torch":
+            self._run_child(self._commands(new)["torch"], env_vars)
+            version = self._installed_version(py, "torch", env_vars)
+            (new / CONSTRAINTS).write_text(f"torch=={version}\n", encoding="utf-8")
+            self._log(f"torch {version} installed; pinned in {CONSTRAINTS}")
+        elif step.key in ("backend", "mediapipe"):
+            self._run_child(self._commands(new)[step.key], env_vars)
+        elif step.key == "verify":
+            self._verify(py, torch, env_vars)
+
+    def _commands(self, new: Path) -> dict:
+        return step_commands(self.options, new, raw_progress=self._raw_progress)
 
     def _make_venv(self, base: BasePython, new: Path, env_vars) -> None:
         pip_wheel = None if base.has_ensurepip else bundled_pip_wheel(self.options.wheelhouse)
@@ -877,9 +892,7 @@ class InstallJob:
         if self._cancel.is_set():
             raise _Cancelled()
         if child.returncode not in ok_codes:
-            errors = [ln.strip() for ln in lines if ln.strip().startswith("ERROR")]
-            text = errors[-1] if errors else (lines[-1].strip() if lines else "")
-            raise _StepFailed(f"{_shorten(cmd[0])} … exited with code {child.returncode}: {text[:300]}")
+            raise _StepFailed(explain_failure(lines, child.returncode))
         return lines
 
     # -- lock and leftovers
@@ -933,6 +946,34 @@ class InstallJob:
             return  # the folder belongs to another install (or none was made)
         _rmtree(self.new_env)
         _rmtree(self.root / "tmp")
+
+
+_NETWORK = re.compile(
+    r"ProxyError|NewConnectionError|Failed to establish a new connection|Name or service not known|"
+    r"getaddrinfo failed|Temporary failure in name resolution|Read timed out|ConnectTimeout|SSLError|"
+    r"CERTIFICATE_VERIFY_FAILED|Network is unreachable"
+)
+_RETRY_HOST = re.compile(r"Retrying .*?: (/\S*)")
+
+
+def explain_failure(lines: Sequence[str], returncode: int | None) -> str:
+    """One sentence from a failed child's output (pip's, mostly): a network problem, a package
+    that cannot be found, or the last error line."""
+    text = [ln.strip() for ln in lines if ln.strip()]
+    network = [ln for ln in text if _NETWORK.search(ln)]
+    if network:
+        reason = _NETWORK.search(network[-1]).group(0)
+        return (
+            f"the download failed ({reason}). Check the network connection and proxy settings (HTTPS_PROXY), "
+            "or install the full (offline) zip"
+        )
+    for ln in text:
+        if ln.startswith(("ERROR: No matching distribution found", "ERROR: Could not find a version")):
+            return ln[len("ERROR: ") :]
+    errors = [ln for ln in text if ln.startswith("ERROR:") and "for help visit" not in ln]
+    if errors:
+        return errors[-1][len("ERROR: ") :][:300]
+    return f"exit code {returncode}" + (f": {text[-1][:300]}" if text else "")
 
 
 def _shorten(arg: object) -> str:

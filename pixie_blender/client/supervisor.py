@@ -407,8 +407,21 @@ class BackendProcess:
 # The add-on's backend service
 
 
+_OWNER: dict | None = None
+
+
 def _owner_record() -> dict:
-    return {"owner_pid": os.getpid(), "owner_command": processes.process_command_line(os.getpid()) or ""}
+    """This Blender's id and command line (asked once: on Windows it costs a PowerShell start)."""
+    global _OWNER
+    if _OWNER is None or _OWNER["owner_pid"] != os.getpid():
+        _OWNER = {"owner_pid": os.getpid(), "owner_command": processes.process_command_line(os.getpid()) or ""}
+    return dict(_OWNER)
+
+
+def _owner_runs(record: dict) -> bool:
+    """True if the Blender that wrote ``record`` still runs (same id *and* same command line)."""
+    owner = int(record.get("owner_pid", 0))
+    return processes.process_alive(owner) and processes.process_command_line(owner) == record.get("owner_command")
 
 
 def end_stale_backends(run_dir: Path) -> list[str]:
@@ -422,15 +435,8 @@ def end_stale_backends(run_dir: Path) -> list[str]:
         if record is None:
             pidfile.unlink(missing_ok=True)
             continue
-        owner = int(record.get("owner_pid", 0))
-        if owner == os.getpid():
-            owner_alive = True
-        else:
-            owner_alive = processes.process_alive(owner) and processes.process_command_line(owner) == record.get(
-                "owner_command"
-            )
-        if owner_alive and owner != os.getpid():
-            continue
+        if int(record.get("owner_pid", 0)) != os.getpid() and _owner_runs(record):
+            continue  # another Blender, still running, owns that backend
         pid, command = int(record.get("pid", 0)), record.get("command") or []
         outcome = processes.end_process(pid, command)
         if outcome == "ended":

@@ -298,7 +298,16 @@ class PIXIE_OT_backend_install(bpy.types.Operator):
     def _problems(self, options) -> list[str]:
         if STATE.job is not None:
             return ["An install is already running"]
-        return installer.preflight(options)
+        problems = installer.preflight(options)
+        if getattr(bpy.app, "online_access_override", False) and not options.online_allowed:
+            problems = [
+                "Blender was started with online access off (--offline-mode): restart it without that option, "
+                "or install the full (offline) zip"
+                if p.startswith("Blender's online access is off")
+                else p
+                for p in problems
+            ]
+        return problems
 
     def invoke(self, context, event):
         options = self._options(context)

@@ -298,3 +298,86 @@ def test_replace_keeps_options_frozen(tmp_path):
     with pytest.raises(AttributeError):
         opts.root = tmp_path  # type: ignore[misc]
     assert replace(opts, online_allowed=True).online_allowed
+
+
+def test_failure_sentences_from_pip_output():
+    retry = (
+        "WARNING: Retrying (Retry(total=0, connect=None, read=None, redirect=None, status=None)) after connection "
+        "broken by 'NewConnectionError('<pip._vendor.urllib3.connection.HTTPSConnection object>: Failed to "
+        "establish a new connection: [Errno -3] Temporary failure in name resolution')': /simple/torch/"
+    )
+    missing = [
+        "Looking in links: /w",
+        "ERROR: Could not find a version that satisfies the requirement notthere>=1 (from pixie-blender) (from "
+        "versions: none)",
+        "ERROR: No matching distribution found for notthere>=1",
+    ]
+    resolution = [
+        "ERROR: Cannot install torch==2.13.0 because these package versions have conflicting dependencies.",
+        "ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/...",
+    ]
+    assert installer.explain_failure([retry, "ERROR: Could not find a version"], 1).startswith(
+        "the download failed (NewConnectionError). Check the network connection and proxy settings"
+    )
+    assert installer.explain_failure(missing, 1).startswith("Could not find a version that satisfies the requirement")
+    assert installer.explain_failure(resolution, 1).startswith("Cannot install torch==2.13.0 because")
+    assert installer.explain_failure(["Traceback", "OSError: disk full"], 1) == "exit code 1: OSError: disk full"
+    assert installer.explain_failure([], -9) == "exit code -9"
+
+
+def test_child_environment_keeps_proxies_and_drops_blenders_python_variables(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("no_proxy", "localhost")
+    monkeypatch.setenv("PYTHONHOME", "/blender/5.0/python")
+    monkeypatch.setenv("PYTHONPATH", "/somewhere")
+    env = processes.child_env({"TMPDIR": "/t"})
+    assert env["HTTPS_PROXY"] == "http://proxy.example:3128" and env["no_proxy"] == "localhost"
+    assert "PYTHONHOME" not in env and "PYTHONPATH" not in env
+    assert env["PYTHONIOENCODING"] == "utf-8" and env["TMPDIR"] == "/t"
+
+
+class _RecordingProxy:
+    """An HTTP proxy on loopback that records each request line and refuses it."""
+
+    def __init__(self):
+        import socketserver
+        import threading
+
+        self.requests: list[str] = []
+        outer = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                line = self.rfile.readline().decode("latin-1").strip()
+                outer.requests.append(line)
+                self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.slow
+def test_online_install_goes_through_the_proxy_and_fails_cleanly(tmp_path, monkeypatch):
+    """An online install with HTTPS_PROXY set asks that proxy for PyTorch's index; the refused
+    connection ends the install with the reason and nothing left behind."""
+    proxy = _RecordingProxy()
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    wheel = tmp_path / "pixie_blender-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"")
+    try:
+        p = run_job(options(tmp_path, online_allowed=True, backend_wheel=wheel))
+    finally:
+        proxy.close()
+    assert p.state == "failed"
+    assert p.error.startswith("Installing PyTorch 2.13.0 (CPU) failed: the download failed (ProxyError)"), p.error
+    assert any(r.startswith("CONNECT download.pytorch.org:443") for r in proxy.requests), proxy.requests
+    assert sorted(x.name for x in (tmp_path / "root").iterdir()) == ["install.log"]
