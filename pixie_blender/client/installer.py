@@ -54,6 +54,8 @@ WHEELHOUSE_META = "wheelhouse.json"
 BACKEND_DIST = "pixie-blender"  #: the backend's distribution name (pyproject ``[project] name``)
 EXTRA = "detector"
 MEDIAPIPE = "mediapipe==0.10.21"
+#: The newest Python that mediapipe 0.10.21 has wheels for (and numpy < 2, which it needs).
+MEDIAPIPE_MAX_PYTHON = (3, 12)
 MIN_PYTHON = (3, 10)
 #: A lock older than this is stale even if its process id is in use again.
 LOCK_MAX_AGE_S = 12 * 3600
@@ -390,8 +392,9 @@ def pip_install_args(
     return args
 
 
-def step_commands(options: InstallOptions, env: Path, *, raw_progress: bool, torch_version: str = "") -> dict:
-    """The argv of each pip step (pure; the tests read it)."""
+def step_commands(options: InstallOptions, env: Path, *, raw_progress: bool, detector: bool = True) -> dict:
+    """The argv of each pip step (pure; the tests read it). ``detector``: the backend's ``[detector]``
+    extra (mediapipe's run-time needs, numpy < 2), left out where mediapipe has no wheels."""
     py = env_python(env)
     torch = effective_torch(options)
     constraints = env / CONSTRAINTS
@@ -401,7 +404,7 @@ def step_commands(options: InstallOptions, env: Path, *, raw_progress: bool, tor
             *pip_install_args(py, options, raw_progress=raw_progress),
             "-c",
             str(constraints),
-            f"{options.backend_wheel}[{EXTRA}]",
+            f"{options.backend_wheel}[{EXTRA}]" if detector else str(options.backend_wheel),
         ],
         "mediapipe": [
             *pip_install_args(py, options, raw_progress=raw_progress),
@@ -417,22 +420,23 @@ def step_commands(options: InstallOptions, env: Path, *, raw_progress: bool, tor
 # Probing an environment
 
 
+#: Runs in the backend's interpreter, never in Blender's (hence import_module: the add-on's own
+#: code never imports torch or the backend).
 _PROBE_ENV = (
-    "import json, platform, sys\n"
+    "import importlib, json, platform\n"
     "from importlib import metadata\n"
     "def v(d):\n"
     "    try:\n"
     "        return metadata.version(d)\n"
     "    except metadata.PackageNotFoundError:\n"
     "        return None\n"
-    "out = {'python': platform.python_version(), 'pixie_backend': None, 'torch': None}\n"
-    "import pixie_backend\n"
-    "out['pixie_backend'] = pixie_backend.__version__\n"
-    "import torch\n"
-    "out['torch'] = torch.__version__\n"
-    "out['cuda'] = bool(torch.cuda.is_available())\n"
-    "out['gpu'] = torch.cuda.get_device_name(0) if out['cuda'] else None\n"
-    "mps = getattr(torch.backends, 'mps', None)\n"
+    "out = {'python': platform.python_version()}\n"
+    "out['pixie_backend'] = importlib.import_module('pixie_backend').__version__\n"
+    "tr = importlib.import_module('torch')\n"
+    "out['torch'] = tr.__version__\n"
+    "out['cuda'] = bool(tr.cuda.is_available())\n"
+    "out['gpu'] = tr.cuda.get_device_name(0) if out['cuda'] else None\n"
+    "mps = getattr(tr.backends, 'mps', None)\n"
     "out['mps'] = bool(mps is not None and mps.is_available())\n"
     "out['device'] = 'cuda' if out['cuda'] else ('mps' if out['mps'] else 'cpu')\n"
     "for d in ('numpy', 'mediapipe', 'opencv-python-headless', 'smplx'):\n"
@@ -551,6 +555,7 @@ class InstallJob:
         self._log_file = None
         self._lock_record: dict | None = None  #: set while this job owns the install folder
         self._raw_progress = False  #: pip >= 24.1 prints "Progress a of b" lines
+        self._detector = True  #: False for a Python newer than mediapipe 0.10.21 supports
 
     # -- paths
 
@@ -718,15 +723,15 @@ class InstallJob:
             self._emit("built")
         except _Cancelled:
             self._log("cancelled")
-            self._cleanup_new()
+            self._abandon()
             self._emit("cancelled")
         except (_StepFailed, InstallError) as exc:
             self._log(f"FAILED: {exc}")
-            self._cleanup_new()
+            self._abandon()
             self._emit("failed", str(exc))
         except Exception as exc:  # never let the thread die silently
             self._log(f"FAILED: {type(exc).__name__}: {exc}")
-            self._cleanup_new()
+            self._abandon()
             self._emit("failed", f"{type(exc).__name__}: {exc}")
         finally:
             if self._log_file is not None:
@@ -749,6 +754,13 @@ class InstallJob:
         for w in torch.warnings:
             self._emit("warning", w)
         self._log("source: " + (f"offline wheelhouse {opts.wheelhouse}" if opts.offline else "online package indexes"))
+        if opts.mediapipe and base.version[:2] > MEDIAPIPE_MAX_PYTHON:
+            self._detector = False
+            self._emit(
+                "warning",
+                f"mediapipe 0.10.21 has no build for Python {base.version[0]}.{base.version[1]}: the backend uses "
+                "OpenCV's detector (or name a Python 3.10-3.12 in 'Python for the Environment').",
+            )
         self._cleanup_leftovers()
         tmp = self.root / "tmp"
         tmp.mkdir(exist_ok=True)
@@ -788,13 +800,18 @@ class InstallJob:
             version = self._installed_version(py, "torch", env_vars)
             (new / CONSTRAINTS).write_text(f"torch=={version}\n", encoding="utf-8")
             self._log(f"torch {version} installed; pinned in {CONSTRAINTS}")
-        elif step.key in ("backend", "mediapipe"):
-            self._run_child(self._commands(new)[step.key], env_vars)
+        elif step.key == "backend":
+            self._run_child(self._commands(new)["backend"], env_vars)
+        elif step.key == "mediapipe":
+            if self._detector:
+                self._run_child(self._commands(new)["mediapipe"], env_vars)
+            else:
+                self._log("skipped: no mediapipe build for this Python")
         elif step.key == "verify":
             self._verify(py, torch, env_vars)
 
     def _commands(self, new: Path) -> dict:
-        return step_commands(self.options, new, raw_progress=self._raw_progress)
+        return step_commands(self.options, new, raw_progress=self._raw_progress, detector=self._detector)
 
     def _make_venv(self, base: BasePython, new: Path, env_vars) -> None:
         pip_wheel = None if base.has_ensurepip else bundled_pip_wheel(self.options.wheelhouse)
@@ -940,6 +957,12 @@ class InstallJob:
                 _rmtree(path)
                 if path.exists():
                     raise InstallError(f"Cannot remove {path} left by an earlier attempt; delete it by hand.")
+
+    def _abandon(self) -> None:
+        """Worker side of a failure or cancel: remove what was made and free the folder, even if
+        nobody polls any more (the add-on was disabled meanwhile)."""
+        self._cleanup_new()
+        self._release_lock()
 
     def _cleanup_new(self) -> None:
         if self._lock_record is None:

@@ -252,6 +252,11 @@ class BackendProcess:
             return "starting"
         return "ready"
 
+    @property
+    def done(self) -> bool:
+        """The child exited and every stdout line it wrote has been read (one-shot commands)."""
+        return self.proc is not None and not self.alive and self._stdout_done.is_set() and self._lines.empty()
+
     def stderr_tail(self, n: int | None = None) -> list[str]:
         tail = list(self._stderr)
         return tail if n is None else tail[-n:]

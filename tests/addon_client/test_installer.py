@@ -61,6 +61,9 @@ def test_online_commands_pin_torch_then_constrain_everything(tmp_path):
     assert cmds["backend"][-3:] == ["-c", constraints, f"{opts.backend_wheel}[detector]"]
     assert "--index-url" not in cmds["backend"]  # the rest from the default index
     assert cmds["mediapipe"][-4:] == ["-c", constraints, "--no-deps", "mediapipe==0.10.21"]
+    # a Python that mediapipe 0.10.21 has no wheels for (3.13: Blender 5.1) gets the backend without the extra
+    no_detector = installer.step_commands(opts, env, raw_progress=False, detector=False)
+    assert no_detector["backend"][-1] == str(opts.backend_wheel)
 
 
 def test_offline_commands_use_only_the_wheelhouse(tmp_path):

@@ -216,14 +216,32 @@ def test_cannot_start_a_missing_interpreter():
 
 
 def test_lines_without_handshake_mode_for_one_shot_commands():
-    """fetch-data style: every stdout line is an event, stdin carries a request and a cancel."""
-    code = "import sys\nprint('first', flush=True)\nfor l in sys.stdin: print('got ' + l.strip(), flush=True)\n"
+    """fetch-data style: a request on stdin, every stdout line an event, a "cancel" line that the
+    child honours, then the loop a modal timer runs until ``done``."""
+    code = (
+        "import sys, json\n"
+        "req = json.loads(sys.stdin.readline())\n"
+        "print(json.dumps({'event': 'start', 'n': req['n']}), flush=True)\n"
+        "for line in sys.stdin:\n"
+        "    if line.strip() == 'cancel':\n"
+        "        print(json.dumps({'event': 'error', 'kind': 'cancelled'}), flush=True)\n"
+        "        sys.exit(1)\n"
+    )
     p = BackendProcess([sys.executable, "-c", code], handshake=False)
     p.start()
-    assert p.send("cancel")
-    p.request_stop()
-    p.stop(timeout=5)
-    assert p.lines() == ["first", "got cancel"] and p.returncode == 0
+    assert p.send(json.dumps({"n": 3}))
+    events: list[dict] = []
+    deadline = time.monotonic() + 10
+    while not events and time.monotonic() < deadline:
+        events += [json.loads(x) for x in p.lines()]
+        time.sleep(0.02)
+    assert events == [{"event": "start", "n": 3}] and not p.done
+    p.request_stop("cancel", grace=5.0)
+    while not p.done and time.monotonic() < deadline:
+        p.poll()
+        events += [json.loads(x) for x in p.lines()]
+        time.sleep(0.02)
+    assert p.done and p.returncode == 1 and events[-1] == {"event": "error", "kind": "cancelled"}
 
 
 # --------------------------------------------------------------------------------------------------
