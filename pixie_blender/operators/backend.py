@@ -24,7 +24,7 @@ from pathlib import Path
 import bpy
 from bpy.props import StringProperty
 
-from ..client import installer, supervisor, torch_choice
+from ..client import install_plan, installer, supervisor, torch_choice
 from ..version import ADDON_VERSION
 
 ROOT_PACKAGE = __package__.rpartition(".")[0]
@@ -39,19 +39,19 @@ OFFLINE_MESSAGE = (
 
 
 class _CheckProbe:
-    """:func:`installer.probe_backend` on a thread (drawing never waits for it)."""
+    """:func:`install_plan.probe_backend` on a thread (drawing never waits for it)."""
 
     def __init__(self, python: Path, isolated: bool):
         self.key = (str(python), isolated)
-        self.info: installer.BackendInfo | None = None
+        self.info: install_plan.BackendInfo | None = None
         self.error: str | None = None
         self._done = threading.Event()
         threading.Thread(target=self._run, args=(python, isolated), name="pixie-backend-check", daemon=True).start()
 
     def _run(self, python, isolated) -> None:
         try:
-            self.info = installer.probe_backend(python, isolated=isolated)
-        except installer.InstallError as exc:
+            self.info = install_plan.probe_backend(python, isolated=isolated)
+        except install_plan.InstallError as exc:
             self.error = str(exc)
         except Exception as exc:  # never let a thread die silently
             self.error = f"{type(exc).__name__}: {exc}"
@@ -73,7 +73,7 @@ class _State:
         self.job: installer.InstallJob | None = None
         self.last: installer.InstallProgress | None = None  #: the finished install's progress
         self.check: _CheckProbe | None = None
-        self.info: installer.BackendInfo | None = None  #: the last successful check
+        self.info: install_plan.BackendInfo | None = None  #: the last successful check
         self.info_error: str | None = None
         self.info_key: tuple | None = None
         self.supervisor: supervisor.Supervisor | None = None
@@ -110,12 +110,12 @@ def install_root(context=None) -> Path:
     return Path(bpy.path.abspath(folder)) if folder else user_dir() / "backend"
 
 
-def bundle() -> installer.Bundle:
-    return installer.find_bundle(BUNDLE_DIR)
+def bundle() -> install_plan.Bundle:
+    return install_plan.find_bundle(BUNDLE_DIR)
 
 
-def installed(context=None) -> installer.InstalledBackend | None:
-    return installer.find_installed(install_root(context))
+def installed(context=None) -> install_plan.InstalledBackend | None:
+    return install_plan.find_installed(install_root(context))
 
 
 def effective_backend(context=None) -> tuple[str, bool, str]:
@@ -245,7 +245,7 @@ def _check_timer():
     return TIMER_INTERVAL
 
 
-def version_note(info: installer.BackendInfo | None) -> str | None:
+def version_note(info: install_plan.BackendInfo | None) -> str | None:
     """A sentence when the checked backend's version differs from the add-on's."""
     if info is None or info.backend_version == ADDON_VERSION:
         return None
@@ -273,20 +273,20 @@ class PIXIE_OT_backend_install(bpy.types.Operator):
     wheelhouse: StringProperty(options={"SKIP_SAVE", "HIDDEN"})
     backend_wheel: StringProperty(options={"SKIP_SAVE", "HIDDEN"})
 
-    _pending: installer.InstallOptions | None = None
+    _pending: install_plan.InstallOptions | None = None
 
     @classmethod
     def poll(cls, context):
         return STATE.job is None
 
-    def _options(self, context) -> installer.InstallOptions:
+    def _options(self, context) -> install_plan.InstallOptions:
         prefs = addon_preferences(context)
         carried = bundle()
         wheel = Path(bpy.path.abspath(self.backend_wheel)) if self.backend_wheel else carried.backend_wheel
         house = Path(bpy.path.abspath(self.wheelhouse)) if self.wheelhouse else carried.wheelhouse
         base = self.python or (prefs.install_python.strip() if prefs is not None else "") or sys.executable
         override = prefs.torch_build if prefs is not None else "AUTO"
-        return installer.InstallOptions(
+        return install_plan.InstallOptions(
             root=Path(bpy.path.abspath(self.folder)) if self.folder else install_root(context),
             base_python=Path(bpy.path.abspath(base)),
             backend_wheel=wheel or BUNDLE_DIR / "missing.whl",
@@ -298,7 +298,7 @@ class PIXIE_OT_backend_install(bpy.types.Operator):
     def _problems(self, options) -> list[str]:
         if STATE.job is not None:
             return ["An install is already running"]
-        problems = installer.preflight(options)
+        problems = install_plan.preflight(options)
         if getattr(bpy.app, "online_access_override", False) and not options.online_allowed:
             problems = [
                 "Blender was started with online access off (--offline-mode): restart it without that option, "
@@ -320,11 +320,11 @@ class PIXIE_OT_backend_install(bpy.types.Operator):
 
     def draw(self, context):
         options = type(self)._pending or self._options(context)
-        torch = installer.effective_torch(options)
+        torch = install_plan.effective_torch(options)
         layout = self.layout
         col = layout.column(align=True)
         col.label(text="Install the PIXIE backend into a private Python environment:", icon="PACKAGE")
-        col.label(text=f"Folder: {options.root / installer.ENV_DIR}")
+        col.label(text=f"Folder: {options.root / install_plan.ENV_DIR}")
         col.label(text=f"Made from: {options.base_python}  (nothing is installed into it)")
         col.separator()
         col.label(text=torch.label, icon="MEMORY")
@@ -473,9 +473,9 @@ class PIXIE_OT_backend_remove(bpy.types.Operator):
         root = install_root(context)
         stop_service()
         try:
-            installer.remove_installed(root)
+            install_plan.remove_installed(root)
         except OSError as exc:
-            self.report({"ERROR"}, f"Could not remove {root / installer.ENV_DIR}: {exc}")
+            self.report({"ERROR"}, f"Could not remove {root / install_plan.ENV_DIR}: {exc}")
             return {"CANCELLED"}
         STATE.info = STATE.info_error = STATE.info_key = STATE.last = None
         self.report({"INFO"}, "The backend environment was removed")

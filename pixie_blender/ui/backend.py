@@ -12,7 +12,7 @@ import textwrap
 
 import bpy
 
-from ..client import installer
+from ..client import install_plan
 from ..operators import backend as ops
 from ..version import ADDON_VERSION
 
@@ -142,7 +142,7 @@ def _draw_progress(layout, context, width: int) -> None:
     elif running:
         for ln in progress.last_lines(3):
             box.label(text=ln[:width])
-    log = ops.install_root(context) / installer.LOG
+    log = ops.install_root(context) / install_plan.LOG
     if log.is_file() and not running:
         op = box.operator("wm.path_open", text="Open Install Log", icon="TEXT")
         op.filepath = str(log)

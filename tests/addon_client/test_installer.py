@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pixie_blender.client import installer, processes, torch_choice
-from pixie_blender.client.installer import InstallOptions
+from pixie_blender.client import install_plan, installer, processes, torch_choice
+from pixie_blender.client.install_plan import InstallOptions
 from tests.support.fake_wheels import fake_wheelhouse
 
 CPU = torch_choice.choose_torch(torch_choice.GpuQuery(found=False), "Linux", "x86_64")
@@ -33,8 +33,8 @@ def options(tmp_path: Path, **kw) -> InstallOptions:
     return InstallOptions(**kw)
 
 
-def base(version=(3, 11, 7), venv=True, ensurepip=True) -> installer.BasePython:
-    return installer.BasePython(Path(sys.executable), version, venv, ensurepip)
+def base(version=(3, 11, 7), venv=True, ensurepip=True) -> install_plan.BasePython:
+    return install_plan.BasePython(Path(sys.executable), version, venv, ensurepip)
 
 
 @pytest.fixture
@@ -51,49 +51,49 @@ def wheel(tmp_path):
 def test_online_commands_pin_torch_then_constrain_everything(tmp_path):
     opts = options(tmp_path, torch=CU130, online_allowed=True)
     env = tmp_path / "root" / "env.new"
-    cmds = installer.step_commands(opts, env, raw_progress=True)
-    py = str(installer.env_python(env))
+    cmds = install_plan.step_commands(opts, env, raw_progress=True)
+    py = str(install_plan.env_python(env))
     common = [py, "-I", "-m", "pip", "install", "--isolated", "--disable-pip-version-check", "--no-input"]
     assert cmds["torch"][: len(common)] == common
     assert cmds["torch"][-3:] == ["--index-url", "https://download.pytorch.org/whl/cu130", "torch==2.13.0"]
     assert "--only-binary=:all:" in cmds["torch"] and cmds["torch"][cmds["torch"].index("--progress-bar") + 1] == "raw"
-    constraints = str(env / installer.CONSTRAINTS)
+    constraints = str(env / install_plan.CONSTRAINTS)
     assert cmds["backend"][-3:] == ["-c", constraints, f"{opts.backend_wheel}[detector]"]
     assert "--index-url" not in cmds["backend"]  # the rest from the default index
     assert cmds["mediapipe"][-4:] == ["-c", constraints, "--no-deps", "mediapipe==0.10.21"]
     # a Python that mediapipe 0.10.21 has no wheels for (3.13: Blender 5.1) gets the backend without the extra
-    no_detector = installer.step_commands(opts, env, raw_progress=False, detector=False)
+    no_detector = install_plan.step_commands(opts, env, raw_progress=False, detector=False)
     assert no_detector["backend"][-1] == str(opts.backend_wheel)
 
 
 def test_offline_commands_use_only_the_wheelhouse(tmp_path):
     house, _ = fake_wheelhouse(tmp_path / "house")
     opts = options(tmp_path, torch=CU130, wheelhouse=house)
-    cmds = installer.step_commands(opts, tmp_path / "env.new", raw_progress=False)
+    cmds = install_plan.step_commands(opts, tmp_path / "env.new", raw_progress=False)
     for cmd in cmds.values():
         at = cmd.index("--no-index")
         assert cmd[at : at + 3] == ["--no-index", "--find-links", str(house)] and "--index-url" not in cmd
     # the wheelhouse decides the build, and the user hears that the GPU will not be used
     assert cmds["torch"][-1] == "torch==2.13.0+cpu"
-    torch = installer.effective_torch(opts)
+    torch = install_plan.effective_torch(opts)
     assert torch.device == "cpu" and any("CPU build" in w for w in torch.warnings)
 
 
 def test_preflight_names_every_problem(tmp_path, wheel, monkeypatch):
     opts = options(tmp_path, backend_wheel=tmp_path / "nope.whl")
-    problems = installer.preflight(opts, base((3, 9, 1), venv=False, ensurepip=False))
+    problems = install_plan.preflight(opts, base((3, 9, 1), venv=False, ensurepip=False))
     text = "\n".join(problems)
     assert "carries no backend wheel" in text
     assert "online access is off" in text and "full (offline) zip" in text
     assert "Python 3.9.1; the backend needs Python 3.10 or newer" in text
     assert "no 'venv' module" in text and "no 'ensurepip'" in text
-    assert installer.preflight(options(tmp_path, online_allowed=True), base()) == []
+    assert install_plan.preflight(options(tmp_path, online_allowed=True), base()) == []
 
 
 def test_preflight_disk_space(tmp_path, wheel, monkeypatch):
-    monkeypatch.setattr(installer.shutil, "disk_usage", lambda p: _Usage(3e9))
-    assert installer.preflight(options(tmp_path, online_allowed=True), base()) == []  # CPU: 2 GB
-    problems = installer.preflight(options(tmp_path, online_allowed=True, torch=CU130), base())
+    monkeypatch.setattr(install_plan.shutil, "disk_usage", lambda p: _Usage(3e9))
+    assert install_plan.preflight(options(tmp_path, online_allowed=True), base()) == []  # CPU: 2 GB
+    problems = install_plan.preflight(options(tmp_path, online_allowed=True, torch=CU130), base())
     assert problems == [
         f"Not enough free disk space at {tmp_path / 'root'}: 3.0 GB free, the install needs about 5.0 GB. "
         "Free some space or choose another Install Folder."
@@ -109,7 +109,7 @@ def test_wheelhouse_python_must_match(tmp_path, wheel):
     house, _ = fake_wheelhouse(tmp_path / "house")
     meta = json.loads((house / "wheelhouse.json").read_text())
     (house / "wheelhouse.json").write_text(json.dumps({**meta, "python": "3.13"}))
-    problems = installer.preflight(options(tmp_path, wheelhouse=house), base((3, 11, 9)))
+    problems = install_plan.preflight(options(tmp_path, wheelhouse=house), base((3, 11, 9)))
     assert problems == [
         f"The offline package is for Python 3.13 but {sys.executable} is Python 3.11.9. Use the small zip (online "
         "install), or name a Python 3.13 in 'Python for the Environment'."
@@ -119,57 +119,57 @@ def test_wheelhouse_python_must_match(tmp_path, wheel):
 def test_no_ensurepip_is_fine_with_a_bundled_pip_wheel(tmp_path, wheel):
     house, _ = fake_wheelhouse(tmp_path / "house")
     (house / "pip-26.0-py3-none-any.whl").write_bytes(b"")
-    assert installer.preflight(options(tmp_path, wheelhouse=house), base(ensurepip=False)) == []
+    assert install_plan.preflight(options(tmp_path, wheelhouse=house), base(ensurepip=False)) == []
 
 
 def test_windows_long_paths():
     short = Path("C:/pixie/env.new")
     long = Path("C:/Users/someone/AppData/Roaming/Blender Foundation/Blender/4.2/extensions/.user/x/env.new")
-    assert installer.path_length_problem(short, windows=True, long_paths=False) is None
-    assert "Choose a short Install Folder such as C:\\pixie" in installer.path_length_problem(
+    assert install_plan.path_length_problem(short, windows=True, long_paths=False) is None
+    assert "Choose a short Install Folder such as C:\\pixie" in install_plan.path_length_problem(
         long, windows=True, long_paths=False
     )
-    assert installer.path_length_problem(long, windows=True, long_paths=True) is None
-    assert installer.path_length_problem(long, windows=False) is None
+    assert install_plan.path_length_problem(long, windows=True, long_paths=True) is None
+    assert install_plan.path_length_problem(long, windows=False) is None
 
 
 def test_base_python_probe(tmp_path):
-    b = installer.probe_base_python(Path(sys.executable))
+    b = install_plan.probe_base_python(Path(sys.executable))
     assert b.version[:2] == sys.version_info[:2] and b.has_venv
-    with pytest.raises(installer.InstallError, match="does not exist"):
-        installer.probe_base_python(tmp_path / "python")
+    with pytest.raises(install_plan.InstallError, match="does not exist"):
+        install_plan.probe_base_python(tmp_path / "python")
     fake = tmp_path / "notpython"
     fake.write_text("#!/bin/sh\necho hello\n")
     fake.chmod(0o755)
-    with pytest.raises(installer.InstallError, match="does not run as a Python interpreter"):
-        installer.probe_base_python(fake)
+    with pytest.raises(install_plan.InstallError, match="does not run as a Python interpreter"):
+        install_plan.probe_base_python(fake)
 
 
 def test_only_a_complete_environment_counts(tmp_path):
     root = tmp_path / "root"
     env = root / "env"
-    py = installer.env_python(env)
+    py = install_plan.env_python(env)
     py.parent.mkdir(parents=True)
     py.write_text("")
-    assert installer.find_installed(root) is None  # no marker: half-made
-    (env / installer.MARKER).write_text("{not json")
-    assert installer.find_installed(root) is None
-    (env / installer.MARKER).write_text(
+    assert install_plan.find_installed(root) is None  # no marker: half-made
+    (env / install_plan.MARKER).write_text("{not json")
+    assert install_plan.find_installed(root) is None
+    (env / install_plan.MARKER).write_text(
         json.dumps(
             {"schema": 1, "backend_version": "0.1.0", "torch": "2.13.0+cpu", "device": "cpu", "python": "3.11.7"}
         )
     )
-    found = installer.find_installed(root)
+    found = install_plan.find_installed(root)
     assert found.python == py and found.summary == "pixie-backend 0.1.0, torch 2.13.0+cpu (CPU), Python 3.11.7"
-    installer.remove_installed(root)
-    assert installer.find_installed(root) is None and not env.exists()
+    install_plan.remove_installed(root)
+    assert install_plan.find_installed(root) is None and not env.exists()
 
 
 def test_bundle_lookup(tmp_path):
-    assert installer.find_bundle(tmp_path / "none") == installer.Bundle(None, None, None)
+    assert install_plan.find_bundle(tmp_path / "none") == install_plan.Bundle(None, None, None)
     house, wheel = fake_wheelhouse(tmp_path / "backend_dist" / "wheelhouse")
     wheel.rename(tmp_path / "backend_dist" / wheel.name)
-    b = installer.find_bundle(tmp_path / "backend_dist")
+    b = install_plan.find_bundle(tmp_path / "backend_dist")
     assert b.backend_wheel.name == "pixie_blender-0.1.0-py3-none-any.whl" and b.wheelhouse == house and b.offline
     assert b.wheelhouse_info["torch"] == "2.13.0+cpu"
 
@@ -204,9 +204,9 @@ def test_offline_install_builds_env_and_marker(installed):
     root, p, committed = installed
     assert p.state == "done", (p.error, p.last_lines(20))
     assert sorted(x.name for x in root.iterdir()) == ["env", "install.log"]
-    found = installer.find_installed(root)
+    found = install_plan.find_installed(root)
     assert found.info["torch"] == "2.13.0+cpu" and found.info["offline"] and found.info["mediapipe"] == "0.10.21"
-    assert (found.env / installer.CONSTRAINTS).read_text() == "torch==2.13.0+cpu\n"
+    assert (found.env / install_plan.CONSTRAINTS).read_text() == "torch==2.13.0+cpu\n"
     assert committed == [1] and p.fraction == 1.0 and p.step_index == p.step_count == 5
     assert p.info.backend_version == "0.1.0" and p.result.python == found.python
     log = (root / "install.log").read_text()
@@ -225,14 +225,14 @@ def test_offline_install_builds_env_and_marker(installed):
 def test_failed_step_leaves_the_old_environment_and_nothing_half_made(tmp_path, installed):
     root = tmp_path / "root"
     shutil.copytree(installed[0], root, symlinks=True)
-    before = installer.find_installed(root).info["created"]
+    before = install_plan.find_installed(root).info["created"]
     # a backend needing a package the wheelhouse lacks
     wh, broken = fake_wheelhouse(tmp_path / "house", backend_requires=["torch>=2.1", "notthere>=1"])
     p = run_job(options(tmp_path, wheelhouse=wh, backend_wheel=broken))
     assert p.state == "failed" and "notthere" in p.error and p.text.startswith("Failed:")
     assert any("notthere" in ln for ln in p.last_lines(10))
     assert sorted(x.name for x in root.iterdir()) == ["env", "install.log"]
-    assert installer.find_installed(root).info["created"] == before
+    assert install_plan.find_installed(root).info["created"] == before
 
 
 @pytest.mark.slow
@@ -242,12 +242,12 @@ def test_leftovers_of_a_crashed_try_are_cleaned_and_mediapipe_is_optional(tmp_pa
     root = tmp_path / "root"
     (root / "env.new" / "lib").mkdir(parents=True)
     (root / "env.old").mkdir()
-    processes.write_json_atomic(root / installer.LOCK, {"pid": 999999999, "started": time.time(), "child": None})
+    processes.write_json_atomic(root / install_plan.LOCK, {"pid": 999999999, "started": time.time(), "child": None})
     p = run_job(options(tmp_path, wheelhouse=wh, backend_wheel=wheel))
     assert p.state == "done", p.error
     assert sorted(x.name for x in root.iterdir()) == ["env", "install.log"]
     assert any("OpenCV's detector" in w for w in p.warnings)
-    assert installer.find_installed(root).info["mediapipe"] is None
+    assert install_plan.find_installed(root).info["mediapipe"] is None
 
 
 def test_cancel_removes_what_was_made(tmp_path, house):
@@ -263,7 +263,7 @@ def test_cancel_removes_what_was_made(tmp_path, house):
     assert p.state == "cancelled" and p.text == "Cancelled; nothing was changed."
     root = tmp_path / "root"
     assert sorted(x.name for x in root.iterdir()) == ["install.log"]
-    assert installer.find_installed(root) is None
+    assert install_plan.find_installed(root) is None
 
 
 def test_a_running_install_holds_the_folder(tmp_path, house):
@@ -272,11 +272,11 @@ def test_a_running_install_holds_the_folder(tmp_path, house):
     root.mkdir()
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        processes.write_json_atomic(root / installer.LOCK, {"pid": other.pid, "started": time.time()})
+        processes.write_json_atomic(root / install_plan.LOCK, {"pid": other.pid, "started": time.time()})
         (root / "env.new").mkdir()  # the other install's work
         p = run_job(options(tmp_path, wheelhouse=wh, backend_wheel=wheel))
         assert p.state == "failed" and f"Another install into {root} is running (process {other.pid})" in p.error
-        assert (root / "env.new").exists() and (root / installer.LOCK).exists()
+        assert (root / "env.new").exists() and (root / install_plan.LOCK).exists()
     finally:
         other.kill()
         other.wait()
@@ -292,8 +292,8 @@ def test_probe_backend_reports_a_missing_package():
     base_python = Path(getattr(sys, "_base_executable", sys.executable))
     if subprocess.run([str(base_python), "-I", "-c", "import pixie_backend"], capture_output=True).returncode == 0:
         pytest.skip("the base interpreter has pixie_backend")
-    with pytest.raises(installer.InstallError, match="pixie-backend is not installed for"):
-        installer.probe_backend(base_python, isolated=True)
+    with pytest.raises(install_plan.InstallError, match="pixie-backend is not installed for"):
+        install_plan.probe_backend(base_python, isolated=True)
 
 
 def test_replace_keeps_options_frozen(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pixie_blender.client import installer
+from pixie_blender.client import install_plan, installer
 from pixie_blender.operators import backend as ops
 from pixie_blender.ui import backend as ui
 from tests.blender.test_ui import RecordingLayout, _PrefsProxy
@@ -88,10 +88,10 @@ def test_preferences_draw_not_installed(bpy_mod, prefs):
 def test_preferences_draw_other_states(bpy_mod, prefs, tmp_path):
     # installed: a complete environment (marker) in the install folder
     env = Path(prefs.backend_folder) / "env"
-    py = installer.env_python(env)
+    py = install_plan.env_python(env)
     py.parent.mkdir(parents=True)
     py.write_text("")
-    (env / installer.MARKER).write_text(
+    (env / install_plan.MARKER).write_text(
         json.dumps({"schema": 1, "backend_version": "0.1.0", "torch": "2.13.0+cpu", "device": "cpu", "python": "3.11"})
     )
     log = draw(bpy_mod, prefs)
@@ -103,13 +103,13 @@ def test_preferences_draw_other_states(bpy_mod, prefs, tmp_path):
     failed = installer.InstallProgress(state="failed", error="pip exited with code 1: ERROR: no torch", fraction=0.3)
     failed.log.extend(["Processing torch", "ERROR: No matching distribution found for torch==2.13.0"])
     ops.STATE.last = failed
-    installer.remove_installed(Path(prefs.backend_folder))
+    install_plan.remove_installed(Path(prefs.backend_folder))
     text = " ".join(labels(draw(bpy_mod, prefs)))
     assert "The last install failed" in text and "ERROR: No matching distribution found" in text
     assert "Last lines of the install log:" in text
 
     # a version mismatch found by Check Backend
-    ops.STATE.info = installer.BackendInfo("3.11.7", "0.0.9", "2.13.0+cpu", "cpu", None, {"mediapipe": None})
+    ops.STATE.info = install_plan.BackendInfo("3.11.7", "0.0.9", "2.13.0+cpu", "cpu", None, {"mediapipe": None})
     text = " ".join(labels(draw(bpy_mod, prefs)))
     assert "backend is version 0.0.9 but the add-on is 0.1.0" in text and "OpenCV (mediapipe not installed)" in text
 
