@@ -24,7 +24,7 @@ from pathlib import Path
 import bpy
 from bpy.props import StringProperty
 
-from ..client import install_plan, installer, supervisor, torch_choice
+from ..client import install_plan, installer, processes, supervisor, torch_choice
 from ..version import ADDON_VERSION
 
 ROOT_PACKAGE = __package__.rpartition(".")[0]
@@ -151,6 +151,7 @@ def start_service(context=None, *args: str, command: list[str] | None = None):
     :class:`..client.supervisor.BackendProcess` (poll it, or ``wait_ready`` headless).
 
     ``command`` replaces ``[python, -m, pixie_backend, *args]`` (tests use stand-ins)."""
+    env = None
     if command is None:
         python, isolated, source = effective_backend(context)
         if source == "none":
@@ -158,7 +159,8 @@ def start_service(context=None, *args: str, command: list[str] | None = None):
                 "The backend is not installed: click Install Backend in the add-on preferences."
             )
         command = supervisor.backend_command(python, *(args or ("serve",)), isolated=isolated)
-    proc = get_supervisor().start(command)
+        env = processes.child_env(keep_pythonpath=not isolated)  # a user's own environment may rely on it
+    proc = get_supervisor().start(command, env=env)
     ensure_idle_timer()
     return proc
 
@@ -289,7 +291,7 @@ class PIXIE_OT_backend_install(bpy.types.Operator):
         return install_plan.InstallOptions(
             root=Path(bpy.path.abspath(self.folder)) if self.folder else install_root(context),
             base_python=Path(bpy.path.abspath(base)),
-            backend_wheel=wheel or BUNDLE_DIR / "missing.whl",
+            backend_wheel=wheel or BUNDLE_DIR / f"pixie_blender-{ADDON_VERSION}-py3-none-any.whl",
             torch=torch_choice.detect(override),
             wheelhouse=house,
             online_allowed=bool(bpy.app.online_access),

@@ -185,3 +185,11 @@ print("RESULT " + json.dumps(dict(pid=proc.pid, port=hs.port, timer=timer, pidfi
     from pixie_blender.client.processes import process_alive
 
     assert not process_alive(r["pid"])
+
+
+def test_starting_the_service_without_a_backend_says_what_to_do(bpy_mod, prefs):
+    from pixie_blender.client.supervisor import SupervisorError
+
+    with pytest.raises(SupervisorError, match="not installed: click Install Backend"):
+        ops.start_service(bpy_mod.context)
+    assert ops.STATE.supervisor is None or ops.STATE.supervisor.process is None
