@@ -1,10 +1,11 @@
-"""Add-on preferences: backend interpreter and data folder, import defaults, joints-follow-shape,
+"""Add-on preferences: the backend (Install Backend / Check Backend, its own-environment and remote
+settings: ``ui.backend.draw_preferences``), the data folder, import defaults, joints-follow-shape,
 cache, and the "Set up model files" section (``ui.data_setup.draw_preferences``)."""
 
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 ADDON_PACKAGE = __package__
 
@@ -19,6 +20,17 @@ CORRECTIVE_ITEMS = (
     ("NONE", "None", "No pose correctives"),
 )
 
+TORCH_BUILD_ITEMS = (
+    (
+        "AUTO",
+        "Automatic",
+        "Choose from the hardware: CUDA for a supported NVIDIA GPU and driver, MPS on Apple Silicon, else CPU",
+    ),
+    ("CPU", "CPU", "The CPU build (smallest download)"),
+    ("cu130", "CUDA 13.0", "NVIDIA driver 580 or newer; GPUs of compute capability 7.5 to 12.x"),
+    ("cu126", "CUDA 12.6", "NVIDIA driver 525 or newer; GPUs of compute capability 5.0 to 9.0"),
+)
+
 
 class PIXIE_AP_preferences(bpy.types.AddonPreferences):
     bl_idname = ADDON_PACKAGE
@@ -26,8 +38,50 @@ class PIXIE_AP_preferences(bpy.types.AddonPreferences):
     backend_python: StringProperty(
         name="Backend Python",
         subtype="FILE_PATH",
-        description="Python interpreter of the environment where pixie-backend is installed "
-        "(for example .../venv/bin/python or ...\\venv\\Scripts\\python.exe)",
+        description="Your own environment instead of the installed one: the Python interpreter of an "
+        "environment where pixie-backend is installed (for example .../venv/bin/python or "
+        "...\\venv\\Scripts\\python.exe). Empty: the backend that Install Backend made",
+    )
+    backend_folder: StringProperty(
+        name="Install Folder",
+        subtype="DIR_PATH",
+        description="Where Install Backend puts the backend's environment (about 1.5 GB, 5 GB with CUDA). "
+        "Empty: the add-on's user folder. On Windows choose a short path such as C:\\pixie",
+    )
+    install_python: StringProperty(
+        name="Python for the Environment",
+        subtype="FILE_PATH",
+        description="The Python 3.10+ the environment is made from. Empty: Blender's own Python "
+        "(only copied from; nothing is ever installed into it)",
+    )
+    torch_build: EnumProperty(
+        name="Torch Build",
+        items=TORCH_BUILD_ITEMS,
+        default="AUTO",
+        description="Which PyTorch build Install Backend installs",
+    )
+    idle_minutes: IntProperty(
+        name="Stop When Idle (min)",
+        default=15,
+        min=0,
+        soft_max=120,
+        description="Stop the backend after this many minutes without work, freeing its memory (0: never)",
+    )
+    remote_enabled: BoolProperty(
+        name="Use a Remote Backend",
+        default=False,
+        description="Send the work to a backend on another machine (for example a GPU box reached over an SSH "
+        "tunnel) instead of starting one here",
+    )
+    remote_url: StringProperty(
+        name="URL",
+        default="http://127.0.0.1:8765",
+        description="Address of the remote backend (pixie-backend serve on that machine)",
+    )
+    remote_token: StringProperty(
+        name="Token",
+        subtype="PASSWORD",
+        description="The token the remote backend was started with. Stored in Blender's preferences",
     )
     data_dir: StringProperty(
         name="Model Data Folder",
@@ -60,8 +114,10 @@ class PIXIE_AP_preferences(bpy.types.AddonPreferences):
 
     def draw(self, context):
         layout = self.layout
-        col = layout.column(heading="Backend")
-        col.prop(self, "backend_python")
+        from .ui import backend
+
+        backend.draw_preferences(layout.box(), context, self)
+        col = layout.column(heading="Model Files")
         col.prop(self, "data_dir")
         col = layout.column(heading="Import")
         col.prop(self, "default_pose_correctives")

@@ -21,6 +21,7 @@ MODULES: tuple[str, ...] = (
     "scene.joint_follow_registration",
     "operators.data_setup",
     "ui.data_setup",
+    "operators.backend",
 )
 
 _registered: list = []

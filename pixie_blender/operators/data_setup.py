@@ -74,12 +74,13 @@ def addon_preferences(context):
 
 
 def settings(context) -> tuple[str, str]:
-    """(backend Python, data folder) from the add-on preferences, as absolute paths; the folder may
-    be "" (the backend's default)."""
+    """(backend Python, data folder) as absolute paths: the Backend Python preference, else the
+    environment Install Backend made ("" when neither); the folder may be "" (the backend's default)."""
+    from .backend import effective_backend
+
     prefs = addon_preferences(context)
-    python = prefs.backend_python if prefs is not None else ""
+    python = effective_backend(context)[0]
     data_dir = prefs.data_dir if prefs is not None else ""
-    python = bpy.path.abspath(python) if python else ""
     data_dir = bpy.path.abspath(data_dir) if data_dir else ""
     return python, data_dir
 

@@ -19,10 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def extension_zip(tmp_path_factory):
-    from tests.support.build_extension import build
+    from tools.build_extension import build
 
-    d = tmp_path_factory.mktemp("ext")
-    return build(out_dir=d / "dist", staging=d / "stage", quiet=True)
+    return build(tmp_path_factory.mktemp("ext") / "dist", quiet=True)
 
 
 def _run_script(code: str, tmp_path: Path, timeout: int = 180) -> dict:
@@ -45,6 +44,10 @@ def test_zip_layout(extension_zip):
     assert "io/schema.py" in names and "scene/avatar.py" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert extension_zip.name == "pixie_blender-0.1.0.zip"
+    # the backend travels as a plain file, never as a manifest wheel (Blender would install it into its Python)
+    assert "backend_dist/pixie_blender-0.1.0-py3-none-any.whl" in names
+    manifest = zipfile.ZipFile(extension_zip).read("blender_manifest.toml").decode()
+    assert "wheels" not in manifest
 
 
 _STATE = r"""

@@ -1,0 +1,1 @@
+"""Build and release tools (standard library only; run from the repository root)."""
