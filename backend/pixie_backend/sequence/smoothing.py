@@ -4,7 +4,7 @@ SHARED MODULE. This file exists twice, byte for byte: ``pixie_blender/io/smoothi
 add-on smooths at import, so raw results stay in the file and the strength can change without
 recomputing) and ``backend/pixie_backend/sequence/smoothing.py`` (the backend's exports). Neither
 side may import the other's runtime, so the one implementation is copied;
-``tests/contract/test_shared_modules.py`` fails if the copies differ. Edit one, copy it over. It
+``tests/contract/test_sequence_contract.py`` fails if the copies differ. Edit one, copy it over. It
 imports only numpy and the standard library.
 
 The filter is the One-Euro filter (Casiez, Roussel and Vogel, CHI 2012): a first-order low-pass
