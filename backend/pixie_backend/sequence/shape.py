@@ -29,17 +29,18 @@ def robust_betas(
         raise ValueError("weights must be (N,) non-negative with a positive sum")
     y = np.average(x, axis=0, weights=w)
     scale = max(float(np.abs(x).max()), 1.0)
+    eps = 1e-12 * scale
     for _ in range(iterations):
         d = np.linalg.norm(x - y, axis=1)
-        if (d < 1e-12 * scale).any():  # the median sits on a sample: Weiszfeld's fixed point there
-            at = int(np.argmin(d))
-            others = np.arange(len(x)) != at
-            if not others.any():
-                return x[at].copy()
-            pull = ((w[others] / d[others])[:, None] * (x[others] - x[at])).sum(axis=0)
-            if np.linalg.norm(pull) <= w[at]:
-                return x[at].copy()
-            d = np.maximum(d, 1e-12 * scale)
+        near = d < eps
+        if near.any():  # y sits on samples: it is the median if the others' pull is weaker than theirs
+            far = ~near
+            if not far.any():
+                return y
+            pull = ((w[far] / d[far])[:, None] * (x[far] - y)).sum(axis=0)
+            if np.linalg.norm(pull) <= w[near].sum():
+                return y
+            d = np.maximum(d, eps)
         inv = w / d
         y_new = (inv[:, None] * x).sum(axis=0) / inv.sum()
         if np.linalg.norm(y_new - y) <= tol * scale:
