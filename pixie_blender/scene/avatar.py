@@ -73,6 +73,7 @@ _ID_COLLECTIONS = (
     "shape_keys",
     "node_groups",
     "textures",
+    "movieclips",
 )
 
 
@@ -264,6 +265,8 @@ def build_from_prepared(
             plan_c = replace(photo.camera, location=tuple(np.asarray(photo.camera.location) + shift))
             img = bpy.data.images.load(str(image_path), check_existing=True) if image_path else None
             cams.append(camera.create_perspective_camera(f"{prep.result.source_name}_camera", plan_c, coll, img))
+            for arm_ob in report.rigs:
+                arm_ob["pixie_camera"] = cams[-1]
 
         if cams and options.set_scene_camera and context.scene.camera is None:
             camera.use_camera(context.scene, cams[0])
@@ -364,7 +367,12 @@ def avatar_parts(ob: bpy.types.Object | None):
 
 
 def avatar_camera(arm: bpy.types.Object):
-    return next((c for c in arm.children if c.get("pixie_role") == "camera" and c.type == "CAMERA"), None)
+    """The avatar's photo camera: its own (in place) or the one of its photo or clip (as in photo)."""
+    own = next((c for c in arm.children if c.get("pixie_role") == "camera" and c.type == "CAMERA"), None)
+    if own is not None:
+        return own
+    shared = arm.get("pixie_camera")
+    return shared if isinstance(shared, bpy.types.Object) and shared.type == "CAMERA" else None
 
 
 def corrective_key(body: bpy.types.Object):
