@@ -13,9 +13,13 @@ import numpy as np
 
 from ..io.constants import JOINT_NAMES
 
+_INTERPOLATION: dict[str, int] = {}
+
 
 def _interpolation_value(name: str) -> int:
-    return bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items[name].value
+    if name not in _INTERPOLATION:
+        _INTERPOLATION[name] = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items[name].value
+    return _INTERPOLATION[name]
 
 
 def is_slotted(action: bpy.types.Action) -> bool:
@@ -67,7 +71,8 @@ def action_fcurves(action: bpy.types.Action, slot=None) -> list:
 
 
 def write_keys(fc, frames: np.ndarray, values: np.ndarray, interpolation: str = "LINEAR") -> None:
-    """Append keys to an empty F-curve in three bulk calls."""
+    """Append keys to an empty F-curve: ``add``, two ``foreach_set`` (co, interpolation) and one
+    ``update`` (sorts and sets the handles)."""
     n = len(frames)
     co = np.empty(2 * n, dtype=np.float32)
     co[0::2] = frames
@@ -75,7 +80,8 @@ def write_keys(fc, frames: np.ndarray, values: np.ndarray, interpolation: str = 
     kp = fc.keyframe_points
     kp.add(n)
     kp.foreach_set("co", co)
-    kp.foreach_set("interpolation", np.full(n, _interpolation_value(interpolation), dtype=np.int8))
+    # int32: the enum's C type, so foreach_set copies the buffer instead of converting item by item
+    kp.foreach_set("interpolation", np.full(n, _interpolation_value(interpolation), dtype=np.int32))
     fc.update()
 
 

@@ -72,6 +72,10 @@ def test_missing_frames_are_not_keyed_and_both_action_apis(bpy_mod, seq, sopts):
     assert len(fcs) == 55 * 4 + 3
     keyed = [kp.co[0] for kp in fcs[0].keyframe_points]
     assert keyed == [float(f + 1) for f in range(24) if f not in MISSING]
+    # linear between keys, also across the gap (frames 9–12 have no key)
+    v = {kp.co[0]: kp.co[1] for kp in fcs[0].keyframe_points}
+    assert fcs[0].evaluate(1.5) == pytest.approx((v[1.0] + v[2.0]) / 2, abs=1e-6)
+    assert fcs[0].evaluate(10.0) == pytest.approx(v[8.0] + (v[13.0] - v[8.0]) * 2 / 5, abs=1e-6)
     body = next(c for c in arm.children if c.type == "MESH")
     exp_fcs = animation.action_fcurves(body.data.shape_keys.animation_data.action)
     assert len(exp_fcs) == 50 and all(len(fc.keyframe_points) == 20 for fc in exp_fcs)
