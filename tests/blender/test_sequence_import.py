@@ -175,3 +175,24 @@ def test_operator_and_bad_files(bpy_mod, seq, tmp_path):
         bpy_mod.ops.pixie.import_sequence(filepath=str(still.result_path))
     assert id_counts() == before
     assert "PIXIE_OT_import_sequence" in dir(bpy_mod.types)
+
+
+def test_video_source_becomes_a_movie_clip_background(bpy_mod, seq, sopts, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    from tests.support.fake_sequence import rewrite_sequence
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (320, 240))
+    for k in range(24):
+        writer.write(np.full((240, 320, 3), 10 * k, np.uint8))
+    writer.release()
+    header = dict(seq.header["source"], kind="video", path=str(video))
+    path = rewrite_sequence(seq.path, tmp_path / "clip.pixie-seq.npz", header_update={"source": header},
+                            drop=("frame_paths",))
+    import shutil
+
+    shutil.copy(seq.package_path, tmp_path / seq.package_path.name)
+    rep = import_sequence(bpy_mod.context, path, sopts(smoothing=0.0))
+    bg = rep.camera.data.background_images[0]
+    assert bg.source == "MOVIE_CLIP" and bg.clip.filepath == str(video)
+    assert bg.clip.frame_start == 1 and bg.clip.frame_duration == 24
