@@ -83,7 +83,7 @@ def test_reader_reads_what_the_builder_wrote(clip, written):
         assert np.abs(track.betas - clip.persons[p].betas).max() < 0.05
         # translation: the writer's placement recovers the clip's true camera-frame translation
         np.testing.assert_allclose(track.transl, clip.persons[p].transl[frames], atol=2e-4)
-        np.testing.assert_allclose(track.pelvis_rest, np.broadcast_to(clip.pelvis_rest[p], (len(frames), 3)), atol=1e-6)
+        np.testing.assert_allclose(track.pelvis_rest, clip.pelvis_rest[p][frames], atol=1e-6)
     src = seq.tracks[1].box_source
     assert (src[(seq.tracks[1].frames >= 20) & (seq.tracks[1].frames < 30)] == 1).all()
     assert np.isnan(seq.tracks[0].moderator_weights[seq.tracks[0].frames == 7]).all()

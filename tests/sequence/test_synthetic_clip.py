@@ -23,7 +23,7 @@ def test_keypoints_boxes_and_weak_camera_agree(clips, smplx_layer):
     for k in (0, 11):
         a, bx, by = clip.cam_image_px(k, 0)
         # weak and full perspective agree at the pelvis
-        np.testing.assert_allclose(a * out.joints[k, 0, :2].numpy() + [bx, by], clip.keypoints_2d[0][k, 0], atol=1e-3)
+        np.testing.assert_allclose(a * out.joints[k, 0, :2].numpy() + [bx, by], clip.keypoints_2d[0][k, 0], atol=1e-6)
         box = clip.boxes[0][k]
         assert (clip.keypoints_2d[0][k, :55] >= box[:2] - 1).all() and (
             clip.keypoints_2d[0][k, :55] <= box[2:] + 1

@@ -56,7 +56,7 @@ class SyntheticClip:
     fps: float
     camera: PerspectiveCamera
     persons: list[ClipPerson]
-    pelvis_rest: list[np.ndarray]  #: (3,) per person
+    pelvis_rest: list[np.ndarray]  #: (F, 3) per person: rest pelvis J0(betas, expression of the frame)
     keypoints_2d: list[np.ndarray]  #: (F, 145, 2) per person
     vertices: list[np.ndarray]  #: (F, V, 3) per person, camera frame
     faces: np.ndarray  #: (Ft, 3) triangles
@@ -91,7 +91,7 @@ class SyntheticClip:
         """PIXIE's weak-perspective camera that agrees with the perspective view at the pelvis
         (the inverse of ``placement.perspective_translation``)."""
         t = self.persons[person].transl[frame]
-        j0 = self.pelvis_rest[person]
+        j0 = self.pelvis_rest[person][frame]
         a = self.camera.focal_px / (t[2] + j0[2])
         return np.array([a, self.camera.cx + a * t[0], self.camera.cy + a * t[1]])
 
@@ -123,7 +123,7 @@ class SyntheticClip:
             if keypoint_noise_px:
                 kp = kp + rng.normal(scale=keypoint_noise_px, size=kp.shape)
             jr = np.zeros((55, 3))
-            jr[0] = self.pelvis_rest[p]
+            jr[0] = self.pelvis_rest[p][frame]
             out["betas"].append(gt.betas)
             out["expression"].append(gt.expression[frame])
             out["full_pose"].append(gt.full_pose[frame])
@@ -301,11 +301,13 @@ def make_clip(
             b = torch.tensor(np.broadcast_to(betas, (num_frames, 200)), dtype=torch.float32)
             e = torch.tensor(expr, dtype=torch.float32)
             out = smplx(b, e, torch.tensor(pose, dtype=torch.float32))
-            j0 = smplx.rest_joints(b[:1], e[:1] * 0)[0, 0].numpy().astype(np.float64)
+            j0 = smplx.rest_joints(b, e)[:, 0].numpy().astype(np.float64)  # (F, 3)
         # the camera is level, ``CAMERA_HEIGHT`` above the ground (camera y points down): the pelvis
         # follows the path, and the feet touch y = CAMERA_HEIGHT on average over the clip
         lowest = out.vertices[..., 1].max(dim=1).values.numpy().astype(np.float64)
-        transl = np.stack([p["x"] - j0[0], np.full(num_frames, CAMERA_HEIGHT - lowest.mean()), p["z"] - j0[2]], -1)
+        transl = np.stack(
+            [p["x"] - j0[:, 0], np.full(num_frames, CAMERA_HEIGHT - lowest.mean()), p["z"] - j0[:, 2]], -1
+        )
         verts = out.vertices.numpy().astype(np.float64) + transl[:, None]
         kp3 = out.keypoints.numpy().astype(np.float64) + transl[:, None]
         persons.append(ClipPerson(betas, expr, pose, transl, np.cos(p["yaw"]) > 0.3))
@@ -320,7 +322,7 @@ def make_clip(
         for j in range(len(paths)):
             if i == j:
                 continue
-            nearer = persons[j].transl[:, 2] + pelvis_rest[j][2] < persons[i].transl[:, 2] + pelvis_rest[i][2]
+            nearer = persons[j].transl[:, 2] + pelvis_rest[j][:, 2] < persons[i].transl[:, 2] + pelvis_rest[i][:, 2]
             occ |= nearer & (_covered(boxes[i], boxes[j]) > 0.5)
         occluded.append(occ)
     return SyntheticClip(W, H, fps, cam, persons, pelvis_rest, kps2d, verts_cam, faces, boxes, occluded, seed)
