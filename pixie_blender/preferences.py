@@ -31,6 +31,20 @@ TORCH_BUILD_ITEMS = (
     ("cu126", "CUDA 12.6", "NVIDIA driver 525 or newer; GPUs of compute capability 5.0 to 9.0"),
 )
 
+PLACEMENT_ITEMS = (
+    (
+        "PHOTO",
+        "As in Photo",
+        "Every person stands where the photo shows them, seen through one perspective camera "
+        "(focal length: the image diagonal unless given)",
+    ),
+    (
+        "IN_PLACE",
+        "In Place",
+        "Avatars side by side at the cursor, each with its own orthographic photo camera (exact overlay)",
+    ),
+)
+
 
 class PIXIE_AP_preferences(bpy.types.AddonPreferences):
     bl_idname = ADDON_PACKAGE
@@ -104,7 +118,13 @@ class PIXIE_AP_preferences(bpy.types.AddonPreferences):
     default_add_camera: BoolProperty(
         name="Photo Camera",
         default=True,
-        description="Default for the import operator: add an orthographic camera over the photo",
+        description="Default for the import operator: add a camera with the photo as background",
+    )
+    default_placement: EnumProperty(
+        name="Placement",
+        items=PLACEMENT_ITEMS,
+        default="PHOTO",
+        description="Default for the import operator: where the avatars of one photo stand",
     )
     use_template_cache: BoolProperty(
         name="Template Cache",
@@ -122,6 +142,7 @@ class PIXIE_AP_preferences(bpy.types.AddonPreferences):
         col = layout.column(heading="Import")
         col.prop(self, "default_pose_correctives")
         col.prop(self, "default_add_camera")
+        col.prop(self, "default_placement")
         col = layout.column(heading="Rig")
         col.prop(self, "auto_update_joints")
         box = layout.box()

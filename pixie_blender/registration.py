@@ -14,6 +14,8 @@ MODULES: tuple[str, ...] = (
     "preferences",
     "properties",
     "operators.import_result",
+    "operators.import_sequence",
+    "operators.export",
     "operators.body",
     "operators.cache",
     "ui.panels",

@@ -142,4 +142,5 @@ BAKED_CORRECTIVE_KEY = "PoseCorrectives"
 
 RESULT_FORMAT = "pixie-result"
 PACKAGE_FORMAT = "pixie-smplx-package"
+SEQUENCE_FORMAT = "pixie-sequence"
 SUPPORTED_MAJOR_VERSION = 1

@@ -28,6 +28,7 @@ from .constants import (
     PACKAGE_FORMAT,
     PARENTS,
     RESULT_FORMAT,
+    SEQUENCE_FORMAT,
     SUPPORTED_MAJOR_VERSION,
 )
 
@@ -139,7 +140,9 @@ class _Archive:
             if fmt == PACKAGE_FORMAT:
                 hint = " (it is a model package; import the .pixie.npz result next to it)"
             elif fmt == RESULT_FORMAT:
-                hint = " (it is a result file)"
+                hint = " (it is a still-image result; use Import PIXIE Result)"
+            elif fmt == SEQUENCE_FORMAT:
+                hint = " (it is an image-sequence result; use Import Image Sequence)"
             raise PixieFormatError(f"{self.path.name} is not a PIXIE {self.what}: format is {fmt!r}{hint}")
         _check_version(self.path, header.get("version"), self.what)
         return header

@@ -9,7 +9,7 @@ import bpy
 from bpy.props import BoolProperty, CollectionProperty, EnumProperty, FloatProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
-from ..preferences import CORRECTIVE_ITEMS, get_preferences
+from ..preferences import CORRECTIVE_ITEMS, PLACEMENT_ITEMS, get_preferences
 
 
 class PIXIE_OT_import_result(bpy.types.Operator, ImportHelper):
@@ -25,15 +25,25 @@ class PIXIE_OT_import_result(bpy.types.Operator, ImportHelper):
     directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
 
     pose_correctives: EnumProperty(name="Pose Correctives", items=CORRECTIVE_ITEMS, default="BAKED")
+    placement: EnumProperty(name="Placement", items=PLACEMENT_ITEMS, default="PHOTO")
     add_camera: BoolProperty(
         name="Photo Camera",
         default=True,
-        description="Add an orthographic camera per avatar with the source photo as background",
+        description="Add a camera with the source photo as background (one per photo, or one per avatar "
+        "when placed in place)",
+    )
+    focal_length: FloatProperty(
+        name="Focal Length (px)",
+        default=0.0,
+        min=0.0,
+        soft_max=20000.0,
+        description="As in photo: the camera's focal length in pixels, if known (0: the image diagonal, "
+        "about 53° diagonal field of view)",
     )
     place_on_ground: BoolProperty(
         name="Stand on Ground",
         default=True,
-        description="Put the lowest point of each avatar at the cursor's height",
+        description="Put the lowest point of each avatar (as in photo: of the group) at the cursor's height",
     )
     gap: FloatProperty(
         name="Spacing",
@@ -51,6 +61,8 @@ class PIXIE_OT_import_result(bpy.types.Operator, ImportHelper):
                 self.pose_correctives = prefs.default_pose_correctives
             if not self.properties.is_property_set("add_camera"):
                 self.add_camera = prefs.default_add_camera
+            if not self.properties.is_property_set("placement"):
+                self.placement = prefs.default_placement
         # drag and drop (FileHandler) sets the paths: confirm options; else the file browser
         return self.invoke_popup(context)
 
@@ -66,7 +78,10 @@ class PIXIE_OT_import_result(bpy.types.Operator, ImportHelper):
         layout.use_property_split = True
         layout.use_property_decorate = False
         layout.prop(self, "pose_correctives")
+        layout.prop(self, "placement")
         layout.prop(self, "add_camera")
+        if self.placement == "PHOTO":
+            layout.prop(self, "focal_length")
         layout.prop(self, "place_on_ground")
         layout.prop(self, "gap")
 
@@ -82,6 +97,8 @@ class PIXIE_OT_import_result(bpy.types.Operator, ImportHelper):
         options = ImportOptions(
             pose_correctives=self.pose_correctives,
             add_camera=self.add_camera,
+            placement=self.placement,
+            focal_px=self.focal_length or None,
             place_on_ground=self.place_on_ground,
             gap=self.gap,
             use_cache=True if prefs is None else prefs.use_template_cache,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import bpy
@@ -24,6 +24,7 @@ from ..io.schema import PackageData, ResultData, find_package, read_result
 from . import armature, camera, materials, shape_keys, template_cache
 
 CORRECTIVE_MODES = ("BAKED", "LIVE", "NONE")
+PLACEMENTS = ("IN_PLACE", "PHOTO")
 
 
 @dataclass
@@ -32,6 +33,11 @@ class ImportOptions:
     #: "LIVE": 486 ``Pose###`` keys driven by the bone rotations; "NONE": no correctives.
     pose_correctives: str = "BAKED"
     add_camera: bool = True
+    #: "IN_PLACE": side by side, an orthographic photo camera per person (exact overlay);
+    #: "PHOTO": every person where the photo shows them, seen through one perspective camera
+    #: (``io/placement.py``)
+    placement: str = "IN_PLACE"
+    focal_px: float | None = None  # "PHOTO": the camera's focal length in pixels (None: image diagonal)
     #: make the first new camera the scene camera (with the photo's resolution) if there is none
     set_scene_camera: bool = True
     place_on_ground: bool = True
@@ -67,6 +73,7 @@ _ID_COLLECTIONS = (
     "shape_keys",
     "node_groups",
     "textures",
+    "movieclips",
 )
 
 
@@ -116,6 +123,8 @@ def prepare(result_path: str | os.PathLike, options: ImportOptions) -> PreparedI
     """Read and validate everything (numpy only); raises :class:`PixieFormatError`."""
     if options.pose_correctives not in CORRECTIVE_MODES:
         raise ValueError(f"pose_correctives must be one of {CORRECTIVE_MODES}")
+    if options.placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {PLACEMENTS}")
     result = read_result(result_path)
     if options.persons is not None:
         keep = [p for p in result.persons if p.index in set(options.persons)]
@@ -126,7 +135,7 @@ def prepare(result_path: str | os.PathLike, options: ImportOptions) -> PreparedI
         result,
         package,
         num_shape_keys=options.num_shape_keys,
-        with_camera=options.add_camera,
+        with_camera=options.add_camera and options.placement == "IN_PLACE",
         need_correctives=options.pose_correctives == "BAKED",
     )
     return PreparedImport(result, package, plans, cache_dir)
@@ -160,16 +169,22 @@ def build_from_prepared(
     plans = prep.plans
     for p in plans:
         report.warnings += [f"{p.name}: {w}" for w in p.warnings]
-    offsets = body_model.layout_offsets(plans, gap=options.gap, ground=options.place_on_ground)
     origin = np.array(
         options.location if options.location is not None else tuple(context.scene.cursor.location),
         dtype=np.float64,
     )
-    left = min(off[0] + p.extent_x[0] for off, p in zip(offsets, plans, strict=True))
-    right = max(off[0] + p.extent_x[1] for off, p in zip(offsets, plans, strict=True))
-    if right_of is not None:
-        origin[0] = right_of + options.gap - left
-    report.right_edge = float(origin[0] + right)
+    photo = _photo_layout(prep, options, origin, report) if options.placement == "PHOTO" else None
+    if photo is not None:
+        locations = [np.array(loc) for loc in photo.rig_locations]
+    else:
+        offsets = body_model.layout_offsets(plans, gap=options.gap, ground=options.place_on_ground)
+        locations = [origin + off for off in offsets]
+    left = min(loc[0] + p.extent_x[0] for loc, p in zip(locations, plans, strict=True))
+    right = max(loc[0] + p.extent_x[1] for loc, p in zip(locations, plans, strict=True))
+    shift = np.zeros(3)
+    if right_of is not None:  # several files: this one's group to the right of the previous
+        shift[0] = right_of + options.gap - left
+    report.right_edge = float(right + shift[0])
     image_path = prep.result.find_source_image() if options.add_camera else None
     if options.add_camera and image_path is None:
         report.warnings.append(
@@ -210,7 +225,7 @@ def build_from_prepared(
         )
 
         cams = []
-        for plan, (arm_ob, body), off in zip(plans, pairs, offsets, strict=True):
+        for i, (plan, (arm_ob, body), loc) in enumerate(zip(plans, pairs, locations, strict=True)):
             armature.set_pose(arm_ob, plan.quaternions)
             names = shape_keys.shape_key_names(num_shape) + shape_keys.expression_key_names()
             values = np.concatenate([plan.betas[:num_shape], plan.expression])
@@ -218,7 +233,7 @@ def build_from_prepared(
             arm_ob["_pixie_joint_state"] = values.astype(np.float32)
             if options.pose_correctives == "BAKED" and plan.pose_correctives is not None:
                 shape_keys.set_baked_correctives(body, plan.pose_correctives)
-            arm_ob.location = tuple(origin + off)
+            arm_ob.location = tuple(loc + shift)
             mat = materials.create_material(
                 f"{plan.name}_skin", plan.albedo_uv, plan.displacement_uv, image_prefix=plan.name
             )
@@ -226,6 +241,9 @@ def build_from_prepared(
             body.data.materials.append(mat)
             md = dict(plan.metadata)
             md["pixie_pose_correctives"] = options.pose_correctives
+            md["pixie_placement"] = "PHOTO" if photo is not None else "IN_PLACE"
+            if photo is not None:
+                md["pixie_transl"] = [float(v) for v in photo.transl[i]]
             arm_ob["pixie_role"] = "rig"
             _set_metadata(arm_ob, md)
             body["pixie_role"] = "body"
@@ -242,6 +260,13 @@ def build_from_prepared(
                     camera.create_camera(f"{plan.name}_camera", plan.camera, arm_ob, coll, image_path)
                 )
             report.rigs.append(arm_ob)
+
+        if photo is not None and options.add_camera:
+            plan_c = replace(photo.camera, location=tuple(np.asarray(photo.camera.location) + shift))
+            img = bpy.data.images.load(str(image_path), check_existing=True) if image_path else None
+            cams.append(camera.create_perspective_camera(f"{prep.result.source_name}_camera", plan_c, coll, img))
+            for arm_ob in report.rigs:
+                arm_ob["pixie_camera"] = cams[-1]
 
         if cams and options.set_scene_camera and context.scene.camera is None:
             camera.use_camera(context.scene, cams[0])
@@ -264,6 +289,28 @@ def build_from_prepared(
             report.warnings.append(f"model package not cached: {exc}")
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _photo_layout(prep: PreparedImport, options: ImportOptions, origin: np.ndarray, report: BuildReport):
+    """The "Place as in photo" layout of one result, or None (with a warning) without an image size."""
+    from ..io.placement import photo_layout
+
+    src = prep.result.source
+    w, h = src.get("width"), src.get("height")
+    if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
+        report.warnings.append("the header has no image size; placed side by side instead of as in the photo")
+        return None
+    plans = prep.plans
+    return photo_layout(
+        np.array([p.metadata["pixie_cam_image_px"] for p in plans]),
+        np.array([p.joints_smplx[0] for p in plans]),
+        np.array([p.min_z for p in plans]),
+        w,
+        h,
+        origin,
+        focal_px=options.focal_px,
+        ground=options.place_on_ground,
+    )
 
 
 def build_many(context, result_paths, options: ImportOptions | None = None) -> BuildReport:
@@ -320,7 +367,12 @@ def avatar_parts(ob: bpy.types.Object | None):
 
 
 def avatar_camera(arm: bpy.types.Object):
-    return next((c for c in arm.children if c.get("pixie_role") == "camera" and c.type == "CAMERA"), None)
+    """The avatar's photo camera: its own (in place) or the one of its photo or clip (as in photo)."""
+    own = next((c for c in arm.children if c.get("pixie_role") == "camera" and c.type == "CAMERA"), None)
+    if own is not None:
+        return own
+    shared = arm.get("pixie_camera")
+    return shared if isinstance(shared, bpy.types.Object) and shared.type == "CAMERA" else None
 
 
 def corrective_key(body: bpy.types.Object):

@@ -68,7 +68,10 @@ def rig_body(arm: bpy.types.Object):
 def current_state(arm: bpy.types.Object, body: bpy.types.Object) -> np.ndarray:
     K = int(arm.data["_pixie_num_shape"])
     names = shape_keys.shape_key_names(K) + shape_keys.expression_key_names()
-    return shape_keys.read_values(body.data, names)
+    values = shape_keys.read_values(body.data, names)
+    if arm.get("pixie_animated_expression"):  # sequence rigs: joints for a neutral expression
+        values[K:] = 0.0
+    return values
 
 
 def shaped_joints(arm: bpy.types.Object, state: np.ndarray) -> np.ndarray:

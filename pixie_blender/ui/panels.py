@@ -22,7 +22,9 @@ class PIXIE_PT_main(bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
-        layout.operator("pixie.import_result", icon="IMPORT")
+        row = layout.row(align=True)
+        row.operator("pixie.import_result", icon="IMPORT", text="Import Result")
+        row.operator("pixie.import_sequence", icon="SEQUENCE", text="Image Sequence")
         parts = _parts(context)
         if parts is None:
             layout.label(text="Select a PIXIE avatar", icon="INFO")
@@ -42,6 +44,10 @@ class PIXIE_PT_main(bpy.types.Panel):
             if w is not None and len(w) == 2:
                 col.label(text=f"{part.replace('_', ' ').title()}: part confidence {w[1]:.2f}")
         col.label(text=f"Pose correctives: {str(arm.get('pixie_pose_correctives', '?')).lower()}")
+        if arm.get("pixie_track_id") is not None:
+            col.label(text=f"Track {arm['pixie_track_id']}: {arm.get('pixie_num_keyed_frames', 0)} keyed frames")
+            col.label(text=f"Smoothing {float(arm.get('pixie_smoothing', 0.0)):.2f} (re-import to change)")
+        layout.operator("pixie.export_fbx", icon="EXPORT")
 
 
 class PIXIE_PT_rig(bpy.types.Panel):

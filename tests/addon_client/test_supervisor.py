@@ -301,6 +301,9 @@ def test_stale_backend_from_a_crashed_blender_is_ended(tmp_path):
 def test_reused_process_id_is_left_alone(tmp_path):
     other = subprocess.Popen(["sleep", "30"])
     try:
+        deadline = time.monotonic() + 10  # until the fork has become `sleep` (a loaded machine is slow)
+        while "sleep" not in (processes.process_command_line(other.pid) or "") and time.monotonic() < deadline:
+            time.sleep(0.01)
         run = tmp_path / "run"
         run.mkdir()
         record = {"pid": other.pid, "command": fake("orphan"), "owner_pid": 999999999, "owner_command": "blender"}

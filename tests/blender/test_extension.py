@@ -88,13 +88,15 @@ addon_utils.disable(name, default_set=True)
 after = state()
 print("RESULT " + json.dumps(dict(install=sorted(res), enabled=enabled, op=sorted(out),
       rig=rig is not None and rig.type, body=rig is not None and [c.name for c in rig.children],
+      cam=[(o.name, o.data.type) for o in bpy.data.objects if o.type == "CAMERA"],
       prefs=type(prefs).__name__, cache=cache, cache_files=cache_files, before=before, during=during,
       after=after)))
 """
     )
     r = _run_script(code, tmp_path)
     assert r["install"] == ["FINISHED"] and r["enabled"] and r["op"] == ["FINISHED"]
-    assert r["rig"] == "ARMATURE" and sorted(r["body"]) == ["alice_body", "alice_camera"]
+    assert r["rig"] == "ARMATURE" and r["body"] == ["alice_body"]
+    assert ["alice_camera", "PERSP"] in r["cam"]  # the operator's default placement: as in the photo
     assert r["prefs"] == "PIXIE_AP_preferences"
     assert r["cache"].endswith(os.path.join("extensions", ".user", "user_default", "pixie_blender", "cache"))
     assert len(r["cache_files"]) == 2

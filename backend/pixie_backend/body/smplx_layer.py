@@ -176,6 +176,12 @@ class PixieSMPLX(nn.Module):
     def num_vertices(self) -> int:
         return self.v_template.shape[0]
 
+    def rest_joints(self, betas: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
+        """Rest-pose joints ``J(betas, expression)``: (B, 55, 3), y-up SMPL-X frame (the rest joints
+        :meth:`forward` computes, without posing anything)."""
+        coeffs = torch.cat([betas, expression], dim=1)
+        return vertices2joints(self.J_regressor, self.v_template + blend_shapes(coeffs, self.shapedirs))
+
     def forward(self, betas: torch.Tensor, expression: torch.Tensor, full_pose: torch.Tensor) -> SMPLXOutput:
         """
         Args:
