@@ -46,22 +46,60 @@ class PixieModel(nn.Module):
         self.use_speed(self.cfg.speed)
 
     def use_speed(self, speed: str) -> None:
-        """Select ``exact`` or ``fast`` encoders (see :data:`~pixie_backend.config.Speed`).
+        """Select ``exact`` or ``fast`` encoders (see :data:`~pixie_backend.config.Speed`) at the
+        configured precision; see :meth:`configure`."""
+        self.configure(speed=speed)
 
-        ``fast`` is an inference layout: the folded copies are snapshots of ``net`` on its current
-        device, taken now. Call this again after moving the model or changing its weights.
+    def configure(self, speed: str | None = None, precision: str | None = None, compile: str | None = None) -> None:
+        """Build the encoders that run, for the device the weights are on now.
+
+        * ``exact``: the encoders as loaded; bf16/fp16 through ``torch.autocast`` on the images' device.
+        * ``fast``: batch norm folded into the convolutions (in the model's dtype), channels-last,
+          and for bf16/fp16 the folded weights cast once to that type after the first convolution
+          (:func:`~pixie_backend.nets.lowp.low_precision_copy`: the input normalisation and the
+          stem convolution stay in the model's dtype), so the encoders run in it with no per-call
+          weight casts and none of the fp32 islands autocast keeps for upsampling.
+        * The heads, moderators, part crops and SMPL-X always run in the model's dtype.
+
+        The fast copies are snapshots of ``net`` on its current device: call this again after
+        moving the model or changing its weights (the :class:`~pixie_backend.runtime.engine.Engine`
+        does). ``precision="auto"`` is resolved here, for that device.
+
+        Args:
+            speed: ``exact`` or ``fast`` (default: ``cfg.speed``).
+            precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (default: ``cfg.precision``).
+            compile: ``off`` or a ``torch.compile`` mode for the encoders (default: ``cfg.compile``).
         """
+        from .runtime.device import resolve_precision
+
+        speed = speed or self.cfg.speed
+        compile = compile or self.cfg.compile
+        if speed not in ("exact", "fast"):
+            raise ValueError(f"speed must be 'exact' or 'fast', not {speed!r}")
+        device = next(self.net.parameters()).device
+        choice = resolve_precision(precision or self.cfg.precision, device, self.cfg.dtype)
+        lowp = _AUTOCAST_DTYPES.get(choice.precision)
         names = ("Encoder_body", "Encoder_head", "Encoder_hand")
         if speed == "exact":
-            self._encoders = {n: self.net.submodule(n) for n in names}
-        elif speed == "fast":
-            from .nets.fuse import folded_copy
-
-            self._encoders = {n: folded_copy(self.net.submodule(n))[0].to(memory_format=torch.channels_last)
-                              for n in names}
+            encoders = {n: self.net.submodule(n) for n in names}
         else:
-            raise ValueError(f"speed must be 'exact' or 'fast', not {speed!r}")
+            from .nets.fuse import folded_copy
+            from .nets.lowp import low_precision_copy
+
+            encoders = {}
+            for n in names:
+                folded = folded_copy(self.net.submodule(n))[0]
+                if lowp is not None:
+                    folded = low_precision_copy(folded, lowp)
+                encoders[n] = folded.to(memory_format=torch.channels_last)
+        if compile != "off":
+            encoders = {n: torch.compile(e, mode=compile) for n, e in encoders.items()}
+        self._encoders = encoders
         self._channels_last = speed == "fast"
+        self._autocast_dtype = lowp if speed == "exact" else None
+        self.precision = choice  #: what the encoders run in, and why (a PrecisionChoice)
+        self.speed = speed
+        self.compiled = compile
 
     def encoder(self, name: str) -> nn.Module:
         """The encoder that runs for ``Encoder_body``/``Encoder_head``/``Encoder_hand``."""
@@ -69,23 +107,23 @@ class PixieModel(nn.Module):
 
     # ---------------------------------------------------------------- helpers
     def _autocast(self, device: torch.device):
-        dtype = _AUTOCAST_DTYPES.get(self.cfg.precision)
-        if dtype is None or device.type != "cuda":
+        if self._autocast_dtype is None:
             return nullcontext()
-        return torch.autocast("cuda", dtype=dtype)
+        return torch.autocast(device.type, dtype=self._autocast_dtype)
 
     def _encode_images(self, name: str, images: torch.Tensor) -> torch.Tensor:
-        """Run a CNN encoder (autocast on CUDA if configured); features come back in the images'
-        dtype (float32, or float64 for a float64 model)."""
+        """Run a CNN encoder at the configured precision; features come back in the images' dtype
+        (float32, or float64 for a float64 model)."""
         encoder = self._encoders[name]
+        x = images
         if self._channels_last:
             weight_device = next(encoder.parameters()).device
             if weight_device != images.device:
                 raise RuntimeError(f"the fast encoders are on {weight_device}, the images on {images.device}: "
                                    "call use_speed('fast') after moving the model")
-            images = images.contiguous(memory_format=torch.channels_last)
+            x = images.contiguous(memory_format=torch.channels_last)
         with self._autocast(images.device):
-            return encoder(images).to(images.dtype)
+            return encoder(x).to(images.dtype)
 
     def _head_share(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
         return split_outputs(self.net.Regressor_head_share(feat), C.HEAD_SHARE_OUTPUTS)
