@@ -108,10 +108,14 @@ class Batcher:
         engine: where batches run.
         batch_size: persons per batch (an image with more persons runs as one larger batch).
         max_wait: seconds a partial batch waits for more work while streams are open (None: no limit).
+        part_crop_images: copy the head and hand crop images back with the outputs (default: only
+            from the CPU; a GPU keeps them and frees them).
+        pipelined: hand results back from a finisher thread, so the next batch is queued on the
+            device while one travels back (default: on a GPU).
     """
 
     def __init__(self, engine: Engine, batch_size: int = 8, max_wait: float | None = None,
-                 part_crop_images: bool | None = None):
+                 part_crop_images: bool | None = None, pipelined: bool | None = None):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.engine = engine
@@ -119,8 +123,9 @@ class Batcher:
         self.max_wait = max_wait
         #: copy the head/hand crop images back with the outputs (default: not from a GPU)
         self.part_crop_images = part_crop_images
-        #: pipelined batches on an accelerator: at most this many batches travel back at once
-        self._finishing: queue.Queue | None = queue.Queue(maxsize=2) if engine.accelerated else None
+        #: pipelined batches (default: on an accelerator): at most two batches travel back at once
+        pipelined = engine.accelerated if pipelined is None else pipelined
+        self._finishing: queue.Queue | None = queue.Queue(maxsize=2) if pipelined else None
         self._finisher: threading.Thread | None = None
         self._cv = threading.Condition()
         self._queue: collections.deque[_Work] = collections.deque()
