@@ -8,6 +8,7 @@ batch (both hands together through the hand expert), and nothing mutates its inp
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -23,6 +24,19 @@ from .preprocess.crop import crop_parts, part_square
 from .types import PartCrops, PixieOutput, PixieParams, RawPrediction
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class CoarsePass:
+    """What :meth:`PixieModel.coarse` computes from the body crop."""
+
+    f_body: torch.Tensor  #: (B, F) body encoder features
+    f_head_ext: torch.Tensor  #: (B, F) extractor features for the head ...
+    f_left_ext: torch.Tensor  #: ... and the hands
+    f_right_ext: torch.Tensor
+    body: dict[str, torch.Tensor]  #: the body regressor's outputs: body_cam, global_pose, partbody_pose, neck_pose
+    raw: RawPrediction  #: the coarse prediction (body + share regressors on extractor features)
+    keypoints2d: torch.Tensor  #: (B, 145, 2) coarse projected keypoints (they place the part crops)
 
 
 class PixieModel(nn.Module):
@@ -156,6 +170,29 @@ class PixieModel(nn.Module):
         return fused, w
 
     # ---------------------------------------------------------------- encode
+    def coarse(self, image: torch.Tensor) -> CoarsePass:
+        """The body path: the body encoder, the body regressor and the coarse keypoints that
+        place the part crops (everything that depends on the 224² body crop alone).
+
+        Args:
+            image: (B, 3, 224, 224) RGB in [0, 1].
+        """
+        net = self.net
+        b = image.shape[0]
+        f_body = self._encode_images("Encoder_body", image)
+        f_head_ext = net.Extractor_head_share(f_body)
+        f_left_ext = net.Extractor_left_hand_share(f_body)
+        f_right_ext = net.Extractor_right_hand_share(f_body)
+        # body regressor (kept for the final result) + share regressors on extractor features
+        body = split_outputs(net.Regressor_body(f_body), C.BODY_OUTPUTS)
+        hands = self._hand_share(torch.cat([f_left_ext, f_right_ext]))
+        raw = self._assemble_raw(
+            body, self._head_share(f_head_ext),
+            {k: v[:b] for k, v in hands.items()}, {k: v[b:] for k, v in hands.items()},
+        )
+        kpt = self.decode(raw, with_projection_only=True)
+        return CoarsePass(f_body, f_head_ext, f_left_ext, f_right_ext, body, raw, kpt)
+
     def encode(self, image: torch.Tensor, image_hd: torch.Tensor) -> tuple[RawPrediction, torch.Tensor, PartCrops]:
         """Upstream ``encode`` for body images.
 
@@ -170,19 +207,9 @@ class PixieModel(nn.Module):
         _check_images(image, image_hd)
         net, crop = self.net, self.cfg.crop
         b = image.shape[0]
-        f_body = self._encode_images("Encoder_body", image)
-        f_head_ext = net.Extractor_head_share(f_body)
-        f_left_ext = net.Extractor_left_hand_share(f_body)
-        f_right_ext = net.Extractor_right_hand_share(f_body)
-
-        # coarse pass: body regressor (kept for the final result) + share regressors on extractor features
-        body = split_outputs(net.Regressor_body(f_body), C.BODY_OUTPUTS)
-        hands = self._hand_share(torch.cat([f_left_ext, f_right_ext]))
-        coarse = self._assemble_raw(
-            body, self._head_share(f_head_ext),
-            {k: v[:b] for k, v in hands.items()}, {k: v[b:] for k, v in hands.items()},
-        )
-        kpt = self.decode(coarse, with_projection_only=True)
+        coarse_pass = self.coarse(image)
+        f_head_ext, f_left_ext, f_right_ext = coarse_pass.f_head_ext, coarse_pass.f_left_ext, coarse_pass.f_right_ext
+        body, kpt = coarse_pass.body, coarse_pass.keypoints2d
 
         # part crops from the HD image
         hd = image_hd.shape[-1]
