@@ -34,13 +34,13 @@ def test_device_crops_equal_cpu_crops_in_float64(size):
     img = torch.from_numpy(RNG.integers(0, 256, size=(300, 217, 3), dtype=np.uint8))
     centers, sides = _squares(BOXES)
     got = crop_squares(img, square_taps(centers, sides, size), torch.float64)
-    want = torch.stack([bilinear_square(img, c, s, size, torch.float64) for c, s in zip(centers, sides)])
+    want = torch.stack([bilinear_square(img, c, s, size, torch.float64) for c, s in zip(centers, sides, strict=True)])
     assert got.shape == (len(BOXES), 3, size, size) and got.is_contiguous()
     assert (got - want).abs().max().item() <= 1e-6
     # float input (16-bit sources) and float32 arithmetic
     f = img.to(torch.float32) / 255
     got = crop_squares(f, square_taps(centers, sides, size), torch.float32)
-    want = torch.stack([bilinear_square(f, c, s, size, torch.float32) for c, s in zip(centers, sides)])
+    want = torch.stack([bilinear_square(f, c, s, size, torch.float32) for c, s in zip(centers, sides, strict=True)])
     assert (got - want).abs().max().item() <= 1e-6
 
 
@@ -50,7 +50,7 @@ def test_device_crops_far_from_the_origin_and_into_a_batch_slice():
     centers, sides = _squares([(5801.37, 3.3, 5950.9, 118.6), (2999.5, -10, 3100.25, 200)])
     out = torch.zeros(4, 3, 224, 224, dtype=torch.float64)
     crop_squares(img, square_taps(centers, sides, 224), torch.float64, out=out[1:3])
-    want = torch.stack([bilinear_square(img, c, s, 224, torch.float64) for c, s in zip(centers, sides)])
+    want = torch.stack([bilinear_square(img, c, s, 224, torch.float64) for c, s in zip(centers, sides, strict=True)])
     assert (out[1:3] - want).abs().max().item() <= 1e-6
     assert out[0].abs().max() == 0 and out[3].abs().max() == 0
 
@@ -73,8 +73,10 @@ def test_engine_cuts_uploaded_images_like_cpu_crops(engine64, astronaut, two_peo
     c2, s2 = _squares(boxes_two)
     c1, s1 = _squares([(100.0, 30.0, 420.0, 500.0)])
     pix2, pix1 = torch.from_numpy(two_people), torch.from_numpy(astronaut)
-    cpu = [(torch.stack([bilinear_square(p, c, s, crop.image_size, torch.float64) for c, s in zip(cc, ss)]),
-            torch.stack([bilinear_square(p, c, s, crop.hd_size, torch.float64) for c, s in zip(cc, ss)]))
+    def cut(p, cc, ss, size):
+        return torch.stack([bilinear_square(p, c, s, size, torch.float64) for c, s in zip(cc, ss, strict=True)])
+
+    cpu = [(cut(p, cc, ss, crop.image_size), cut(p, cc, ss, crop.hd_size))
            for p, cc, ss in ((pix2, c2, s2), (pix1, c1, s1))]
     want = engine64.infer(torch.cat([cpu[0][0], cpu[1][0]]), torch.cat([cpu[0][1], cpu[1][1]]))
     up = engine64.upload(pix2, c2, s2)
@@ -122,7 +124,7 @@ def test_device_crops_pool_and_pipelined_batches_equal_the_cpu_path(engine64, as
     assert [r.source for r in got] == [r.source for r in ref]
     assert [(r.status, r.code) for r in got] == [(r.status, r.code) for r in ref]
     assert [r.code for r in got] == ["", "", "unreadable", "", "bad_boxes"]
-    for a, b in zip(got, ref):
+    for a, b in zip(got, ref, strict=True):
         if not b.ok:
             continue
         assert len(a.persons) == len(b.persons)
@@ -222,3 +224,52 @@ def test_results_without_part_images_are_written(small_pixie, astronaut, tmp_pat
     (path, *_) = ResultWriter(small_pixie, tmp_path).write(r, "a")
     with np.load(path, allow_pickle=False) as z:
         assert json.loads(str(z["header"]))["num_persons"] == 1
+
+
+def test_rigid_transform_equals_smplx_bit_for_bit():
+    """The kinematic chain walked over Python ints gives smplx's numbers exactly."""
+    from pixie_backend.body.smplx_layer import _rigid_transform
+    from pixie_backend.geometry.rotations import rot6d_grouped_to_rotmat
+    from smplx.lbs import batch_rigid_transform
+
+    g = torch.Generator().manual_seed(5)
+    parents = torch.tensor([-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 7, 8])
+    for dtype in (torch.float32, torch.float64):
+        rot = rot6d_grouped_to_rotmat(torch.randn(3, 13 * 6, generator=g, dtype=dtype))
+        joints = torch.randn(3, 13, 3, generator=g, dtype=dtype)
+        want = batch_rigid_transform(rot, joints, parents, dtype=dtype)
+        got = _rigid_transform(rot, joints, parents, parents.tolist())
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+#: ops that make a GPU wait for the device (a value read on the host, or an error check)
+SYNCING = ("aten.item", "aten._local_scalar_dense", "aten.nonzero", "aten.is_nonzero", "aten.equal",
+           "aten.linalg_inv.", "aten.masked_select", "aten.unique")
+
+
+@pytest.mark.parametrize(("speed", "precision"), [("fast", "fp32"), ("fast", "bf16"), ("exact", "fp32")])
+def test_device_path_never_waits_for_the_device(small_data_dir, astronaut, speed, precision):
+    """Every op the GPU path dispatches (crops cut from an uploaded image, the networks, SMPL-X) is
+    recorded: none reads a value back or checks an error, so a batch is queued on a GPU without
+    waiting, and the next one can be queued behind it. (On a GPU, ``tests/backend/test_gpu.py``
+    checks the same with ``torch.cuda.set_sync_debug_mode('error')``.)"""
+    from pixie_backend.config import PixieConfig
+    from pixie_backend.runtime.engine import Engine
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    engine = Engine.from_data_dir(small_data_dir, PixieConfig(speed=speed, precision=precision))
+    centers, sides = _squares([(129.0, 23.0, 392.0, 511.0), (10.0, 10.0, 200.0, 300.0)])
+    up = engine.upload(torch.from_numpy(astronaut), centers, sides)
+    seen = set()
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.add(str(func))
+            return func(*args, **(kwargs or {}))
+
+    with Record():
+        out = engine.infer_batch([up])
+    assert out.vertices.shape[0] == 2
+    assert {"aten.conv2d.default", "aten.grid_sampler.default", "aten.index.Tensor"} <= seen  # nets, crops
+    waits = sorted(op for op in seen if op.startswith(SYNCING))
+    assert not waits, f"these ops wait for the device: {waits}"

@@ -15,10 +15,9 @@ ASTRONAUT_BOXES = [(129.0, 23.0, 392.0, 511.0), (150.0, 40.0, 370.0, 480.0), (10
 def astronaut_crops(dtype: torch.dtype = torch.float32, hd_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, 3, 224, 224) and (N, 3, hd, hd) crops of the astronaut for :data:`ASTRONAUT_BOXES`, the
     odd ones from the mirrored photo."""
-    from skimage import data
-
     from pixie_backend.geometry.camera import body_square
     from pixie_backend.preprocess.crop import bilinear_square
+    from skimage import data
 
     img = data.astronaut()
     crops, crops_hd = [], []

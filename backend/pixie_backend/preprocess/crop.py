@@ -221,8 +221,10 @@ def _legacy_grid(center: torch.Tensor, side: torch.Tensor, in_hw: tuple[int, int
         n[0, 2] = n[1, 2] = -1.0
         return n
 
-    dst_norm_from_src_norm = norm(out_size, out_size) @ m @ torch.linalg.inv(norm(h, w))
-    theta = torch.linalg.inv(dst_norm_from_src_norm)[:, :2, :]
+    # inv_ex: the same inverse without the error check, which would wait for a GPU (the matrices
+    # are similarities with a positive scale, always invertible)
+    dst_norm_from_src_norm = norm(out_size, out_size) @ m @ torch.linalg.inv_ex(norm(h, w)).inverse
+    theta = torch.linalg.inv_ex(dst_norm_from_src_norm).inverse[:, :2, :]
     return F.affine_grid(theta, [b, 1, out_size, out_size], align_corners=False)
 
 
