@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 import torch.nn.functional as F
+import yaml
 from smplx.lbs import (
     blend_shapes,
     find_dynamic_lmk_idx_and_bcoords,
@@ -241,8 +241,9 @@ def _rigid_transform(rot_mats: torch.Tensor, joints: torch.Tensor, parents: torc
 
 def _lbs(coeffs, rotmats, v_template, shapedirs, posedirs, j_regressor, parents, lbs_weights, parent_list=None):
     """``smplx.lbs.lbs(..., pose2rot=False)`` step by step, with the same ``smplx`` functions (the
-    rigid transform re-stated in :func:`_rigid_transform`) and the same operations in the same order (so the same numbers, checked in ``tests/backend/test_model.py``),
-    also returning the rest joints and the pose correctives it computes on the way.
+    rigid transform re-stated in :func:`_rigid_transform`) and the same operations in the same
+    order (so the same numbers, checked in ``tests/backend/test_model.py``), also returning the
+    rest joints and the pose correctives it computes on the way.
 
     Args:
         coeffs: (B, 250) betas then expression.
