@@ -15,18 +15,10 @@ import pytest
 import torch
 from torch import nn
 
-from tests.support.precision import BODY_PATH, astronaut_crops, body_path_errors
+from tests.support.precision import BF16_RAN, BODY_PATH, BOUNDS, astronaut_crops, body_path_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: Largest bf16-vs-fp32 differences measured on the body path (full-size network, random weights,
-#: seed 0, the four astronaut crops; relative per sample, keypoints absolute in [-1, 1]), over the
-#: native AVX512-BF16 kernels and the forced AVX2 kernels, times about 3:
-#: measured 6.6e-3, 8.5e-3, 1.07e-2, 1.34e-2, 2.0e-2, 6.8e-2.
-BOUNDS = {"body feature": 2e-2, "body_cam": 3e-2, "global_pose": 3e-2, "partbody_pose": 4e-2, "neck_pose": 6e-2,
-          "coarse keypoints": 0.2}
-#: bf16 really ran: its feature difference is far above fp32 rounding (fast vs exact fp32: 7e-7)
-BF16_RAN = 1e-3
 AVX2_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
 
 

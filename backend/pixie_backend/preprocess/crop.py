@@ -153,8 +153,9 @@ def crop_squares(image: torch.Tensor, taps: SquareTaps, dtype: torch.dtype = tor
     h, w = image.shape[:2]
     dev = image.device
     x0, y0 = taps.x0.to(dev, non_blocking=True), taps.y0.to(dev, non_blocking=True)
-    wx = taps.wx.to(dev, dtype, non_blocking=True)[:, None, :, None]  # (P, 1, S, 1)
-    wy = taps.wy.to(dev, dtype, non_blocking=True)[:, :, None, None]  # (P, S, 1, 1)
+    # dtype first, on the CPU: a float64 tensor must never reach MPS
+    wx = taps.wx.to(dtype).to(dev, non_blocking=True)[:, None, :, None]  # (P, 1, S, 1)
+    wy = taps.wy.to(dtype).to(dev, non_blocking=True)[:, :, None, None]  # (P, S, 1, 1)
     x1, y1 = x0 + 1, y0 + 1
 
     def inside(i: torch.Tensor, n: int) -> torch.Tensor:
@@ -271,6 +272,6 @@ def crop_parts(
         grid = _legacy_grid(c64, s64, in_hw, out_size)
     else:
         raise ValueError(f"unknown part-crop convention {convention!r}; use 'kornia09' or 'kornia_legacy'")
-    grid = grid.reshape(b, k * out_size, out_size, 2).to(image_hd.device, image_hd.dtype)
+    grid = grid.reshape(b, k * out_size, out_size, 2).to(image_hd.dtype).to(image_hd.device)
     out = F.grid_sample(image_hd, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out.reshape(b, -1, k, out_size, out_size).transpose(1, 2)
