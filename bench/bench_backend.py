@@ -391,7 +391,7 @@ def section_gpu(data: Path, device: torch.device, pixie_cpu: Pixie, image: np.nd
         except torch.OutOfMemoryError:
             print(f"| {b} | out of memory |")
             break
-        print(f"| {b} | " + " | ".join(f"{1 / med(v):.0f} ({1 / max(v):.0f}-{1 / min(v):.0f})"
+        print(f"| {b} | " + " | ".join(f"{1 / med(v):.3g} ({1 / max(v):.3g}-{1 / min(v):.3g})"
                                        for v in t.values()) + " |", flush=True)
         del xd, xhd
         torch.cuda.empty_cache()
@@ -421,7 +421,7 @@ def section_gpu(data: Path, device: torch.device, pixie_cpu: Pixie, image: np.nd
                 ok = sum(r.ok for r in res)
                 busy = f"{util.mean:.0f} % ({util.source})" if util.mean is not None else "not available"
                 print(f"| {m} ({e.precision.precision}) | {how} | {batch} | {pix.prepare_workers} | "
-                      f"{ok / dt:.0f} | {busy} |", flush=True)
+                      f"{ok / dt:.3g} | {busy} |", flush=True)
                 pix.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
