@@ -129,6 +129,23 @@ def test_a_proposal_on_background_is_rejected_and_proposing_stops():
     assert len(t.proposals(6)) == 1
 
 
+def test_rejected_proposals_stop_after_max_rejected():
+    """A person who left the picture: the track's proposals come back unlike it; after
+    max_rejected such frames it stops proposing (no network run per frame for nobody), and a
+    match makes it propose again."""
+    kp = np.array([[100.0, 100.0], [140.0, 260.0], [120.0, 180.0]])
+    elsewhere = kp + 200.0
+    t = Tracker(TrackerConfig(max_rejected=3))
+    t.update(0, [Candidate(np.zeros(4), kp, "detector")])
+    for k in (1, 2, 3):
+        (prop,) = t.proposals(k)
+        assert t.update(k, [Candidate(prop.box, elsewhere, "proposal", prop.track_id)]) == [None]
+    assert t.proposals(4) == []
+    assert Tracker.from_state(t.state_dict()).proposals(4) == []  # the count survives a resume
+    assert t.update(4, [Candidate(np.zeros(4), kp, "detector")]) == [0]
+    assert len(t.proposals(5)) == 1
+
+
 def test_state_round_trip_resumes_identically(clips):
     clip = clips("crossing")
     full, _ = run(clip, Tracker(), rng=np.random.default_rng(3))

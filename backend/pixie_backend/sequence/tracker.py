@@ -22,7 +22,9 @@ What was chosen, and why:
   overlap a detection and passes the results back as ``proposal`` candidates, which may only
   continue their own track and only if they still look like it (``min_proposal_similarity``). A
   track followed by proposals alone for ``max_unconfirmed`` frames (default 90) stops proposing,
-  so a track cannot drift onto background forever.
+  so a track cannot drift onto background forever, and a track whose proposals were rejected
+  ``max_rejected`` frames in a row (default 3: the person left the picture or is hidden) stops
+  proposing until it is matched again, so a lost person does not cost a network run every frame.
 * New tracks start from unmatched detector (or given) candidates; ids are never reused.
 
 Deterministic and free of randomness, so a resumed job can rebuild the state by replaying the
@@ -51,6 +53,7 @@ class TrackerConfig:
     min_proposal_similarity: float = 0.35  #: a proposal's result must resemble its track this much
     max_age: int = 30  #: frames a track survives unseen
     max_unconfirmed: int = 90  #: frames a track may be followed by proposals alone
+    max_rejected: int = 3  #: consecutive frames with a rejected proposal after which a track stops proposing
     oks_kappa: float = 0.1  #: keypoint tolerance as a fraction of the person's size
     proposal_margin: float = 0.1  #: a proposal is the keypoints' box enlarged by this per side
     proposal_covered: float = 0.6  #: a proposal covered this much by a detection box is not run
@@ -97,6 +100,7 @@ class _Track:
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  #: pixels per frame
     hits: int = 1
     unconfirmed: int = 0  #: consecutive frames followed by proposals alone
+    rejected: int = 0  #: consecutive frames whose proposal for this track was rejected
 
     def predict(self, frame: int) -> np.ndarray:
         return self.keypoints + self.velocity * float(frame - self.last_frame)
@@ -173,12 +177,13 @@ class Tracker:
     def proposals(self, frame: int, detection_boxes: np.ndarray | None = None) -> list[Proposal]:
         """Crop boxes for ``frame`` from the live tracks' predicted keypoints, except tracks followed
         by proposals alone for too long and boxes mostly covered by a detection box (that person is
-        probably the detection, or hidden behind it)."""
+        probably the detection, or hidden behind it) and tracks whose last ``max_rejected``
+        proposals were rejected."""
         cfg = self.config
         dets = np.zeros((0, 4)) if detection_boxes is None else np.asarray(detection_boxes, np.float64).reshape(-1, 4)
         out = []
         for t in self._tracks:
-            if t.unconfirmed >= cfg.max_unconfirmed or frame <= t.last_frame:
+            if t.unconfirmed >= cfg.max_unconfirmed or t.rejected >= cfg.max_rejected or frame <= t.last_frame:
                 continue
             box = keypoint_box(t.predict(frame))
             w, h = box[2] - box[0], box[3] - box[1]
@@ -226,6 +231,11 @@ class Tracker:
                     self._observe(live[i], frame, kps[j], candidates[j].source)
                     ids[j] = live[i].id
         for j, c in enumerate(candidates):
+            if ids[j] is None and c.source == "proposal":
+                for t in live:
+                    if t.id == c.track_id:
+                        t.rejected += 1
+        for j, c in enumerate(candidates):
             if ids[j] is None and c.source != "proposal":
                 t = _Track(self._next_id, frame, kps[j])
                 self._next_id += 1
@@ -242,6 +252,7 @@ class Tracker:
         t.last_frame = frame
         t.hits += 1
         t.unconfirmed = t.unconfirmed + 1 if source == "proposal" else 0
+        t.rejected = 0
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -258,6 +269,7 @@ class Tracker:
                     "velocity": t.velocity.tolist(),
                     "hits": t.hits,
                     "unconfirmed": t.unconfirmed,
+                    "rejected": t.rejected,
                 }
                 for t in self._tracks
             ],
@@ -265,7 +277,7 @@ class Tracker:
 
     @classmethod
     def from_state(cls, state: dict) -> Tracker:
-        self = cls(TrackerConfig(**state["config"]))
+        self = cls(TrackerConfig(**{**asdict(TrackerConfig()), **state["config"]}))
         self._next_id = int(state["next_id"])
         self._last_frame = state["last_frame"]
         self._tracks = [
@@ -276,6 +288,7 @@ class Tracker:
                 np.asarray(t["velocity"], np.float64),
                 int(t["hits"]),
                 int(t["unconfirmed"]),
+                int(t.get("rejected", 0)),
             )
             for t in state["tracks"]
         ]
