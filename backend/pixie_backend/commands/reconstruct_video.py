@@ -181,8 +181,12 @@ class Printer:
                 parts.append(f"ETA {m}:{s:02d}")
             self.bar.set_postfix_str(", ".join(parts), refresh=False)
             self.bar.refresh()
-        elif kind == "progress" and ev.stage == "sequence" and ev.done:
-            self.write(f"wrote  {ev.text}")
+        elif kind == "progress" and ev.stage == "sequence":
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+            if ev.done:
+                print(f"wrote  {ev.text}", file=sys.stderr)
         elif kind == "finished":
             if self.bar is not None:
                 self.bar.close()

@@ -410,12 +410,13 @@ class SequenceJob:
                 log.warning("%s: the committed frame cannot be read back (%s); computing it again", frame.item, e)
             timings["read"] = time.perf_counter() - t0
         if record is not None:
-            props = tracker.proposals(k, record.detections) if self.options.proposals else []
+            n_det = sum(s != "proposal" for s in record.sources)
+            props = tracker.proposals(k, record.detections, record.arrays["keypoints_2d"][:n_det]) \
+                if self.options.proposals else []
             if record.same_proposals(np.array([p.box for p in props]), [p.track_id for p in props]):
                 ids = tracker.update(k, record.candidates())
                 return _Done(_status(ids), record, ids, resumed=True, timings=timings)
             # its detections stand; the tracker now proposes other crops: only those run
-            n_det = sum(s != "proposal" for s in record.sources)
             det = (record.sources[:n_det], {n: a[:n_det] for n, a in record.arrays.items()}, record.detections)
         else:
             if ticket.resumable:  # committed, but unreadable: compute it now
@@ -430,7 +431,7 @@ class SequenceJob:
             except _FrameFailed as e:
                 return self._fail(folder, frame, e.code, e.message)
         det_sources, det_arrays, dets = det
-        props = tracker.proposals(k, dets) if self.options.proposals else []
+        props = tracker.proposals(k, dets, det_arrays["keypoints_2d"]) if self.options.proposals else []
         p_boxes = np.array([p.box for p in props], np.float64).reshape(-1, 4)
         p_ids = [int(p.track_id) for p in props]
         p_arrays, p_tracks = empty_rows(*_widths(det_arrays)), []
