@@ -2,6 +2,7 @@
 whether decoding and detection overlap with the networks.
 
     .venv/bin/python bench/bench_sequence.py [--frames 300] [--device cpu] [--detector mediapipe]
+                                             [--threads N] [--runs prefetch8 prefetch1 serial]
 
 Uses the full-size networks with random weights and the full-size synthetic body (written once to
 build/bench-data, as bench_backend.py does; no licensed files), and the synthetic ``walk`` clip
@@ -22,6 +23,7 @@ their sum against the wall time per frame: a sum above the wall time is work tha
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -102,6 +104,8 @@ def main() -> int:
     p.add_argument("--detector", default="mediapipe")
     p.add_argument("--data", type=Path, default=ROOT / "build" / "bench-data")
     p.add_argument("--clip-dir", type=Path, default=ROOT / "build" / "bench-clip")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: torch's, one per core); 1 leaves a core to decoding and detection")
     p.add_argument("--runs", nargs="+", default=["prefetch8", "prefetch1", "serial"],
                    choices=["prefetch8", "prefetch1", "serial", "prefetch64"])
     args = p.parse_args()
@@ -109,12 +113,16 @@ def main() -> int:
     from pixie_backend.config import PixieConfig
     from pixie_backend.runtime.engine import Engine
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = ensure_data(args.data)
     args.clip_dir.mkdir(parents=True, exist_ok=True)
     video = ensure_clip(data, args.frames, args.clip_dir)
     engine = Engine.from_data_dir(data, PixieConfig(device=args.device, precision=args.precision, speed="fast"))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {engine.device}, "
-          f"{args.frames}-frame walk clip (640x360 MJPG), detector {args.detector}", flush=True)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores (load average "
+          f"{load:.1f}), device {engine.device}, {args.frames}-frame walk clip (640x360 MJPG), detector "
+          f"{args.detector}", flush=True)
     configs = {
         "prefetch8": ("prefetch, batch 8", {"batch_size": 8}),
         "prefetch64": ("prefetch, batch 64", {"batch_size": 64}),
@@ -127,8 +135,9 @@ def main() -> int:
         print(f"running: {label} ...", flush=True)
         r = run(engine, video, label, detector=args.detector, **opts)
         results.append(r)
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         print(f"  {r['frames'] / r['wall']:.3f} frames/s, {r['wall']:.1f} s, statuses {r['statuses']}, "
-              f"{r['persons']} persons, {r['proposals']} proposals", flush=True)
+              f"{r['persons']} persons, {r['proposals']} proposals (load average {load:.1f})", flush=True)
 
     print()
     head = "| stage, ms per frame | " + " | ".join(r["label"] for r in results) + " |"

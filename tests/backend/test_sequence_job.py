@@ -314,6 +314,14 @@ def test_resume_recomputes_only_what_changed(engine, turn_away, tmp_path):
     fresh, _ = run_job(engine, frames, tmp_path / "fresh", **opts)
     assert_same_sequence(job.sequence_path, fresh.sequence_path)
 
+    # proposals off: no network runs again at all (frames that had proposals drop them)
+    job, events = run_job(engine, frames, tmp_path / "out", **opts, proposals=False)
+    done = [e for e in events if e["event"] == "item_done"]
+    assert len(done) == TURN_FRAMES and not any("model" in e["details"]["timings"] for e in done)
+    assert any(not e["resumed"] for e in done)  # those that had proposals
+    fresh, _ = run_job(engine, frames, tmp_path / "fresh-off", **opts, proposals=False)
+    assert_same_sequence(job.sequence_path, fresh.sequence_path)
+
 
 def test_cancel_keeps_committed_frames(engine, turn_away, tmp_path):
     from pixie_backend.jobs.sequence import SequenceJob, SequenceOptions
@@ -333,16 +341,17 @@ def test_cancel_keeps_committed_frames(engine, turn_away, tmp_path):
 
 
 def test_prefetch_and_workers_do_not_change_the_result(engine, turn_away, tmp_path):
-    """Frames prepared one at a time, or by two threads at once, give the same file."""
+    """Frames prepared one at a time in the job's thread, or ahead of it by two threads at once
+    (finishing out of order), give the same file."""
     clip, frames_dir, _ = turn_away
     opts = {"boxes": _given(clip), "batch_size": 1}
     paths = []
-    for name, extra in (("serial", {"prefetch": False}), ("two", {"workers": 2}), ("default", {})):
+    for name, extra in (("serial", {"prefetch": False}), ("two", {"workers": 2})):
         job, events = run_job(engine, frames_dir, tmp_path / name, **opts, **extra)
         assert events[-1]["exit_code"] == 0
+        assert [e["index"] for e in events if e["event"] == "item_done"] == list(range(TURN_FRAMES))
         paths.append(job.sequence_path)
     assert_same_sequence(paths[0], paths[1])
-    assert_same_sequence(paths[0], paths[2])
 
 
 # --------------------------------------------------------------------------------------------------

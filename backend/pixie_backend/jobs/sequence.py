@@ -284,10 +284,11 @@ class SequenceJob:
 
     # ------------------------------------------------------------------ keys
     def _settings(self, detector: str) -> dict:
+        """What a frame's results depend on besides its content, its boxes and the model. The
+        tracker's settings (and whether it proposes) are not in it: a replay checks the proposals."""
         from ..export.writer import settings_dict
 
-        return {**settings_dict(self.engine, detector), "proposals": self.options.proposals,
-                "frame_format": FRAME_SETTINGS_VERSION}
+        return {**settings_dict(self.engine, detector), "frame_format": FRAME_SETTINGS_VERSION}
 
     def _given(self, frame_index: int) -> list[list[float]] | None:
         boxes = (self.options.boxes or {}).get(int(frame_index))
