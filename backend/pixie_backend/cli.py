@@ -17,6 +17,7 @@ from . import __version__
 
 COMMAND_MODULES: tuple[str, ...] = (
     "reconstruct",
+    "reconstruct_video",
     "doctor",
     "fetch_data",
     "selftest",

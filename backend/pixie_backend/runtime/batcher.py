@@ -10,6 +10,11 @@ still open, at most ``max_wait`` seconds after the oldest waiting image (``None`
 streams have submitted enough or are closed — the batch CLI's setting, which batches fully). A
 cancelled stream's waiting images are dropped before the next batch (a batch that runs already
 finishes; its results for a cancelled stream are discarded by that stream's job).
+
+An **urgent** submission (``submit(..., urgent=True)``) goes ahead of the waiting work and does not
+wait for a full batch: the next batch starts with it and is filled with what is already waiting.
+A job that cannot go on without a result (the sequence job's crops proposed from the previous
+frame) uses it, so that it never waits for work that will only come after that result.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class _Work:
     image: torch.Tensor  #: (P, 3, 224, 224)
     image_hd: torch.Tensor  #: (P, 3, H, H)
     future: Future
+    urgent: bool = False
 
     @property
     def persons(self) -> int:
@@ -49,13 +55,16 @@ class Stream:
         self.open = True
         self.cancelled = False
 
-    def submit(self, image: torch.Tensor, image_hd: torch.Tensor) -> Future:
+    def submit(self, image: torch.Tensor, image_hd: torch.Tensor, urgent: bool = False) -> Future:
         """Queue one image's person crops.
+
+        Args:
+            urgent: run in the next batch, ahead of waiting work, without waiting for a full batch.
 
         Returns:
             a future of ``(PixieOutput for the P persons on the CPU, model seconds for this image)``.
         """
-        return self.batcher._submit(self, image, image_hd)
+        return self.batcher._submit(self, image, image_hd, urgent)
 
     def close(self) -> None:
         """No more images will come from this stream (lets a waiting batch run)."""
@@ -108,7 +117,7 @@ class Batcher:
             self._streams.add(s)
         return s
 
-    def _submit(self, stream: Stream, image: torch.Tensor, image_hd: torch.Tensor) -> Future:
+    def _submit(self, stream: Stream, image: torch.Tensor, image_hd: torch.Tensor, urgent: bool = False) -> Future:
         if image.ndim != 4 or image.shape[0] != image_hd.shape[0] or image.shape[0] < 1:
             raise ValueError(f"expected (P, 3, 224, 224) and (P, 3, H, H) crops, got {tuple(image.shape)} "
                              f"and {tuple(image_hd.shape)}")
@@ -116,7 +125,11 @@ class Batcher:
         with self._cv:
             if not stream.open:
                 raise RuntimeError(f"stream {stream.name!r} is closed")
-            self._queue.append(_Work(stream, image, image_hd, fut))
+            work = _Work(stream, image, image_hd, fut, urgent)
+            if urgent:  # after the urgent work already waiting, before everything else
+                self._queue.insert(sum(1 for w in self._queue if w.urgent), work)
+            else:
+                self._queue.append(work)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="pixie-batcher", daemon=True)
                 self._thread.start()
@@ -162,6 +175,8 @@ class Batcher:
                     self._drop_cancelled()
                     waiting = sum(w.persons for w in self._queue)
                     if not self._queue or waiting >= self.batch_size or not self._streams or self._closed:
+                        break
+                    if self._queue[0].urgent:
                         break
                     remaining = None if self.max_wait is None else oldest + self.max_wait - time.monotonic()
                     if remaining is not None and remaining <= 0:
