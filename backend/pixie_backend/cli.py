@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "fetch_data",
     "selftest",
     "make_synthetic",
+    "serve",
 )
 
 

@@ -8,6 +8,8 @@ Creates, in the repository root:
 * ``.venv-bpy42``: ``bpy`` 4.2 LTS with numpy < 2, for the add-on tests on the oldest supported
   Blender (the add-on needs no torch).
 
+(the backend's dependencies, FastAPI and uvicorn for ``serve`` included, and the ``dev`` extra with
+httpx and schemathesis for the service tests come from ``pyproject.toml``)
 and finally runs ``pixie-backend selftest`` (the whole pipeline on random weights and synthetic
 assets). Re-running it is cheap: pip skips what is already installed.
 """
