@@ -111,12 +111,13 @@ async def _event_lines(job: ServiceJob, after: int, keepalive: float):
     sent = after
     loop = asyncio.get_running_loop()
     while True:
+        done = job.done  # read before the events: once done, the events are complete
         new = job.events_since(sent)
         if new:
             sent += len(new)
             yield "".join(json.dumps(ev, ensure_ascii=False, allow_nan=False) + "\n" for ev in new).encode()
             continue
-        if job.done:
+        if done:
             return
         flag = asyncio.Event()
         job.add_waiter(loop, flag)

@@ -17,22 +17,32 @@ class _TooLarge(Exception):
 class BodyLimit:
     """Refuse request bodies over ``max_bytes`` with ``upload_too_large`` (413).
 
-    A declared ``Content-Length`` over the limit is refused at once; a chunked body is counted as
-    it arrives and refused when it passes the limit (whatever the application had started to
-    answer is replaced).
+    A declared ``Content-Length`` over the limit is refused before the application sees the
+    request; a chunked body is counted as it arrives and refused when it passes the limit
+    (whatever the application had started to answer is dropped). The rest of the body is read and
+    discarded (up to ``drain_factor`` times the limit) so that the client, still sending, receives
+    the answer instead of a reset connection.
     """
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, drain_factor: int = 4):
         self.app = app
         self.max_bytes = max_bytes
+        self.drain_cap = drain_factor * max_bytes + (1 << 20)
 
-    async def _refuse(self, send) -> None:
+    async def _refuse(self, receive, send, received: int, more: bool) -> None:
+        while more and received <= self.drain_cap:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            received += len(message.get("body", b""))
+            more = message.get("more_body", False)
         body = json.dumps({"error": {"code": "upload_too_large", "message":
                                      f"the request is larger than the service's limit of "
                                      f"{self.max_bytes / 1e6:.1f} MB"}}).encode()
-        await send({"type": "http.response.start", "status": ERROR_CODES["upload_too_large"],
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if more:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": ERROR_CODES["upload_too_large"], "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope, receive, send):
@@ -43,28 +53,25 @@ class BodyLimit:
         if declared is not None:
             try:
                 if int(declared) > self.max_bytes:
-                    await self._refuse(send)
+                    await self._refuse(receive, send, 0, True)
                     return
             except ValueError:
                 pass
-        state = {"received": 0, "too_big": False, "refused": False}
+        state = {"received": 0, "too_big": False, "more": True}
 
         async def counted_receive():
             message = await receive()
             if message["type"] == "http.request":
                 state["received"] += len(message.get("body", b""))
+                state["more"] = message.get("more_body", False)
                 if state["received"] > self.max_bytes:
                     state["too_big"] = True
                     raise _TooLarge
             return message
 
         async def guarded_send(message):
-            if state["too_big"]:
-                if not state["refused"]:
-                    state["refused"] = True
-                    await self._refuse(send)
-                return
-            await send(message)
+            if not state["too_big"]:
+                await send(message)
 
         try:
             await self.app(scope, counted_receive, guarded_send)
@@ -73,9 +80,8 @@ class BodyLimit:
         except Exception:
             if not state["too_big"]:
                 raise
-        if state["too_big"] and not state["refused"]:
-            state["refused"] = True
-            await self._refuse(send)
+        if state["too_big"]:
+            await self._refuse(receive, send, state["received"], state["more"])
 
 
 def check_image_header(name: str, data: bytes, max_pixels: int) -> tuple[int, int]:

@@ -129,7 +129,12 @@ class ModelHolder:
                 raise self.error
             return self.engine, self.batcher
 
-    def close(self) -> None:
+    def close(self, timeout: float = 120.0) -> None:
+        """Stop the batcher; a load still in progress is waited for (a thread killed inside torch at
+        interpreter exit aborts the process)."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            thread.join(timeout)
         if self.batcher is not None:
             self.batcher.close(timeout=5.0)
 

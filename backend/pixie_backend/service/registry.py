@@ -116,7 +116,9 @@ class ServiceJob:
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
     # ------------------------------------------------------------------ events
-    def append(self, event: dict[str, Any]) -> None:
+    def append(self, event: dict[str, Any], *, final: bool = False) -> None:
+        """Add an event; ``final``: it is the ``finished`` record, and the job is done (atomically, so
+        a stream that sees ``done`` has every event)."""
         details = event.get("details") or {}
         with self._lock:
             self.events.append(event)
@@ -124,6 +126,9 @@ class ServiceJob:
                 for name in details.get("files") or []:
                     if isinstance(name, str):
                         self.files[name] = None
+            if final:
+                self.finished_at = time.time()
+                self.state = DONE
             waiters = list(self._waiters)
         for loop, flag in waiters:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
@@ -329,7 +334,13 @@ class JobRegistry:
     def _finish_early(self, job: ServiceJob, status: str, code: str, message: str) -> None:
         ev = Emitter(job.id).make(Finished, status=status, exit_code=130 if status == STATUS_CANCELLED else 1,
                                   error={"code": code, "message": message}, details={"job_kind": job.kind})
-        job.append(ev.to_dict())
+        self._finish(job, ev.to_dict())
+
+    def _finish(self, job: ServiceJob, event: dict[str, Any]) -> None:
+        """The last event: the packages of the job's folder are known before a client sees it."""
+        with contextlib.suppress(Exception):
+            job.packages = self.packages.adopt(job.out_dir)
+        job.append(event, final=True)
 
     def _run(self, job: ServiceJob, factory: JobFactory) -> None:
         job.state, job.started = RUNNING, time.time()
@@ -350,31 +361,19 @@ class JobRegistry:
             job.runner = runner
             if job.stop.is_set():
                 runner.cancel()
-            finished = False
             for event in runner.run():
                 d = public_event(event.to_dict(), job.out_dir)
-                finished = d.get("event") == "finished"
+                if d.get("event") == "finished":
+                    self._finish(job, d)
+                    break
                 job.append(d)
-            if not finished:
-                self._finish_early(job, STATUS_FAILED, "internal", "the job ended without a result")
         except Exception as e:  # noqa: BLE001 - a job's bug must not take the service down
             log.exception("job %s failed", job.id)
-            if job.status is None:
+            if not job.done:
                 self._finish_early(job, STATUS_FAILED, "internal", f"internal error: {e!r}")
         finally:
-            with contextlib.suppress(Exception):
-                job.packages = self.packages.adopt(job.out_dir)
-            job.finished_at = time.time()
-            job.state = DONE
-            self._wake(job)
-
-    @staticmethod
-    def _wake(job: ServiceJob) -> None:
-        with job._lock:
-            waiters = list(job._waiters)
-        for loop, flag in waiters:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(flag.set)
+            if not job.done:
+                self._finish_early(job, STATUS_FAILED, "internal", "the job ended without a result")
 
     # ------------------------------------------------------------------ look-up, cancel, delete
     def get(self, job_id: str) -> ServiceJob:

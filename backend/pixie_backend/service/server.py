@@ -56,11 +56,12 @@ def watch_stdin(on_eof) -> threading.Thread:
     """Call ``on_eof`` when stdin reaches end-of-file (the parent closed it, or died)."""
 
     def run() -> None:
+        # os.read on the descriptor, not sys.stdin: a thread blocked inside the buffered reader
+        # would hold its lock and abort the interpreter's shutdown
         try:
-            stream = sys.stdin.buffer if sys.stdin is not None else None
-            if stream is not None:
-                while stream.readline():
-                    pass
+            fd = sys.stdin.fileno() if sys.stdin is not None else 0
+            while os.read(fd, 65536):
+                pass
         except (OSError, ValueError):
             pass
         on_eof()
@@ -88,6 +89,7 @@ def serve(config: ServiceConfig, handshake_stream: TextIO | None = None) -> int:
         def handle_exit(self, sig, frame) -> None:  # SIGTERM / Ctrl-C: cancel the jobs first
             state.registry.cancel_all()
             super().handle_exit(sig, frame)
+            self._captured_signals.clear()  # exit normally after the clean-up (no re-raised signal)
 
     server = Server(uv_config)
     stopping = threading.Event()
@@ -111,7 +113,7 @@ def serve(config: ServiceConfig, handshake_stream: TextIO | None = None) -> int:
         if handshake_stream is not None:
             handshake_stream.write(handshake_line(config, port, device) + "\n")
             handshake_stream.flush()
-        log.info("ready on port %d, device %s", port, device)
+        log.info("ready on port %d, device %s; job folders under %s", port, device, state.work_dir)
         if config.exit_on_stdin_eof:
             watch_stdin(lambda: stop_from_thread("stdin closed"))
 
