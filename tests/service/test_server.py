@@ -92,7 +92,7 @@ def test_unknown_routes_and_methods_are_json(http):
 # Limits
 
 
-def test_limits_and_their_codes(http, astronaut):
+def test_limits_and_their_codes(http, photo):
     r = submit(http, [("big.bin", os.urandom(3 * 1024 * 1024 + 10))])
     assert r.status_code == 413 and error_code(r) == "upload_too_large"
     big = np.zeros((1100, 1000, 3), np.uint8)  # 1.1 MP > 1 MP (a small file: the pixel limit, not the size)
@@ -102,7 +102,7 @@ def test_limits_and_their_codes(http, astronaut):
     assert r.status_code == 415 and error_code(r) == "not_an_image" and "notes.jpg" in r.json()["error"]["message"]
     r = submit(http, [("empty.png", b"")])
     assert r.status_code in (415, 422)
-    small = png_bytes(astronaut[::8, ::8])
+    small = png_bytes(photo[::8, ::8])
     r = submit(http, [(f"a{i}.png", small) for i in range(9)])
     assert r.status_code == 413 and error_code(r) == "too_many_images"
     r = submit(http, [("a.png", small)], detector="yolo")
@@ -128,9 +128,9 @@ def test_a_chunked_upload_over_the_limit_is_refused(served):
 # A job: events, files, packages
 
 
-def test_job_events_files_and_package(http, astronaut, two_people, tmp_path):
-    corrupt = jpeg_bytes(astronaut)[:3000]  # a valid header, then cut off
-    r = submit(http, [("astro.jpg", jpeg_bytes(astronaut)), ("pair.png", png_bytes(two_people)),
+def test_job_events_files_and_package(http, photo, photo_pair, tmp_path):
+    corrupt = jpeg_bytes(photo)[:3000]  # a valid header, then cut off
+    r = submit(http, [("astro.jpg", jpeg_bytes(photo)), ("pair.png", png_bytes(photo_pair)),
                       ("cut.jpg", corrupt)], detector="auto", write_objs=True)
     assert r.status_code == 202, r.text
     job = r.json()
@@ -199,13 +199,13 @@ def _direct_results(data_dir, images: dict[str, bytes], out: Path) -> dict[str, 
     return refs
 
 
-def test_eight_parallel_clients_get_direct_results_and_share_batches(served, http, service_data, astronaut,
+def test_eight_parallel_clients_get_direct_results_and_share_batches(served, http, service_data, photo,
                                                                      tmp_path):
     rng = np.random.default_rng(3)
     images = {}
     for i in range(8):  # different crops of the photo: every client's person differs
         y, x = rng.integers(0, 200, size=2)
-        crop = astronaut[y:y + 300, x:x + 260][:, :: (1 if i % 2 else -1)]
+        crop = photo[y:y + 300, x:x + 260][:, :: (1 if i % 2 else -1)]
         images[f"client{i}"] = png_bytes(np.ascontiguousarray(crop))
     before = http.get("/v1/health").json()["model"]["batches"]
     barrier = threading.Barrier(8)
@@ -243,8 +243,8 @@ def test_eight_parallel_clients_get_direct_results_and_share_batches(served, htt
     assert ran < 8, f"8 single-person jobs ran as {ran} batches: no micro-batching across clients"
 
 
-def test_cancel_a_running_job(http, two_people):
-    data = jpeg_bytes(two_people)
+def test_cancel_a_running_job(http, photo_pair):
+    data = jpeg_bytes(photo_pair)
     r = submit(http, [(f"p{i}.jpg", data) for i in range(8)], detector="auto", write_objs=False)
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
@@ -277,9 +277,9 @@ def _job_running(s, image) -> tuple[httpx.Client, str]:
     return c, r.json()["id"]
 
 
-def test_server_exits_when_stdin_closes_and_cancels_its_jobs(service_data, two_people, tmp_path):
+def test_server_exits_when_stdin_closes_and_cancels_its_jobs(service_data, photo_pair, tmp_path):
     s = start_server(service_data, stderr_path=tmp_path / "err.txt")
-    c, job_id = _job_running(s, jpeg_bytes(two_people))
+    c, job_id = _job_running(s, jpeg_bytes(photo_pair))
     got: list[dict] = []
     reader = threading.Thread(target=lambda: got.extend(events(c, job_id)), daemon=True)
     reader.start()
@@ -299,9 +299,9 @@ def test_server_exits_when_stdin_closes_and_cancels_its_jobs(service_data, two_p
 
 
 @pytest.mark.skipif(not POSIX, reason="SIGTERM")
-def test_sigterm_cancels_running_jobs_and_exits(service_data, two_people, tmp_path):
+def test_sigterm_cancels_running_jobs_and_exits(service_data, photo_pair, tmp_path):
     s = start_server(service_data, stderr_path=tmp_path / "err.txt")
-    c, job_id = _job_running(s, jpeg_bytes(two_people))
+    c, job_id = _job_running(s, jpeg_bytes(photo_pair))
     got: list[dict] = []
     reader = threading.Thread(target=lambda: got.extend(events(c, job_id)), daemon=True)
     reader.start()

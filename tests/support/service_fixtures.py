@@ -1,5 +1,6 @@
-"""The service tests run a real ``pixie-backend serve`` (uvicorn on loopback) on small synthetic
-assets (a small body and a width-reduced network: no licensed file)."""
+"""Fixtures of a real ``pixie-backend serve`` (uvicorn on loopback) on small synthetic assets (a
+small body and a width-reduced network: no licensed file), shared by the service tests and the
+add-on client tests (registered in ``tests/conftest.py``; nothing starts unless a test asks)."""
 
 from __future__ import annotations
 
@@ -40,12 +41,14 @@ def http(served):
 
 
 @pytest.fixture(scope="session")
-def astronaut():
+def photo():
+    """scikit-image's astronaut (one person)."""
     from skimage import data
 
     return data.astronaut()
 
 
 @pytest.fixture(scope="session")
-def two_people(astronaut):
-    return np.concatenate([astronaut, astronaut[:, ::-1]], axis=1)
+def photo_pair(photo):
+    """Two people: the astronaut beside her mirror image."""
+    return np.concatenate([photo, photo[:, ::-1]], axis=1)
