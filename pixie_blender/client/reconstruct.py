@@ -201,10 +201,14 @@ class LocalConnector:
         proc = self._proc
         if proc is not None and not proc.alive:
             code = proc.returncode
-            tail = [ln for ln in proc.stderr_tail(5) if ln.strip()][-1:]
-            return (f"The backend stopped during the job (exit code {code}"
-                    + (f"; last message: {tail[0][:200]}" if tail else "")
-                    + "). Nothing was imported; click Reconstruct from Image again to restart it.")
+            if code is not None and code < 0:
+                why = f"it was ended by signal {-code}"
+            else:
+                errors = [ln for ln in proc.stderr_tail(20) if ln.startswith(("ERROR", "CRITICAL", "Fatal"))
+                          or "Error:" in ln]
+                why = f"exit code {code}" + (f"; {errors[-1][:200]}" if errors else "")
+            return (f"The backend stopped during the job ({why}). Nothing was imported; click Reconstruct from "
+                    "Image again to restart it.")
         return "The connection to the backend was lost."
 
     def describe(self) -> str:
