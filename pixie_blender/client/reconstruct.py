@@ -244,7 +244,9 @@ class ReconstructProgress:
     error_code: str = ""
     job_id: str | None = None
     device: str = ""
-    seconds: float = 0.0
+    seconds: float = 0.0  #: the whole task (connect, upload, job, downloads)
+    job_seconds: float | None = None  #: the job on the backend (its ``finished.seconds``)
+    timings: dict[str, float] = field(default_factory=dict)  #: per-stage seconds summed over the images
 
     @property
     def finished(self) -> bool:
@@ -281,6 +283,7 @@ class ReconstructTask:
         self._clock = clock
         self._t0 = clock()
         self._names: dict[str, Path] = {}
+        self._pending_error: tuple[str, str, float] | None = None
 
     # ------------------------------------------------------------------ main thread
     def step(self) -> bool:
@@ -306,7 +309,7 @@ class ReconstructTask:
         if getattr(self.connector, "local", False):
             with contextlib.suppress(Exception):
                 self.connector.supervisor.touch()  # busy: the idle timeout must not stop it
-        while True:
+        while self._pending_error is None:
             try:
                 kind, payload = self._queue.get_nowait()
             except queue.Empty:
@@ -314,6 +317,8 @@ class ReconstructTask:
             self._apply(kind, payload)
             if p.finished:
                 return True
+        if self._pending_error is not None:
+            self._settle_error()
         return p.finished
 
     def cancel(self) -> None:
@@ -355,17 +360,26 @@ class ReconstructTask:
         elif kind == "error":
             code, message = payload
             if code in ("connection_lost", "timeout", "unreachable") and getattr(self.connector, "local", False):
-                proc = self.connector.process
-                if proc is not None:
-                    deadline = time.monotonic() + 2.0  # a killed backend: let its exit be seen
-                    while proc.alive and time.monotonic() < deadline:
-                        time.sleep(0.02)
-                    proc.poll()
-                    if not proc.alive:
-                        code, message = "backend_died", self.connector.describe_loss()
-            elif code == "connection_lost":
-                message = f"{self.connector.describe_loss()} {message}"
-            self._end("failed", message, code)
+                # the local backend may have died: give its exit up to 2 s to be seen (later steps)
+                self._pending_error = (code, message, self._clock() + 2.0)
+                self._settle_error()
+            else:
+                if code == "connection_lost":
+                    message = f"{self.connector.describe_loss()} {message}"
+                self._end("failed", message, code)
+
+    def _settle_error(self) -> None:
+        """End with the pending error once the local backend's fate is known (never waits)."""
+        code, message, deadline = self._pending_error
+        proc = self.connector.process
+        if proc is not None:
+            proc.poll()
+            if proc.alive and self._clock() < deadline:
+                return
+            if not proc.alive:
+                code, message = "backend_died", self.connector.describe_loss()
+        self._pending_error = None
+        self._end("failed", message, code)
 
     def _apply_event(self, ev: dict) -> None:
         p = self.progress
@@ -376,6 +390,9 @@ class ReconstructTask:
             p.device = d.get("device", p.device)
             p.text = f"Image 1 of {p.total}: reconstructing…"
         elif kind == "item_done":
+            for stage, sec in (d.get("timings") or {}).items():
+                if isinstance(sec, (int, float)):
+                    p.timings[stage] = p.timings.get(stage, 0.0) + float(sec)
             p.done += 1
             p.item = str(d.get("source") or ev.get("item") or "")
             p.persons += int(d.get("persons") or 0)
@@ -393,6 +410,8 @@ class ReconstructTask:
             p.text = f"Image {min(p.done + 1, p.total)} of {p.total}: {label} failed ({ev.get('code')})"
         elif kind == "message" and ev.get("level") == "warning":
             p.warnings.append(str(ev.get("text") or ""))
+        elif kind == "finished" and isinstance(ev.get("seconds"), (int, float)):
+            p.job_seconds = float(ev["seconds"])
 
     def _finish(self, status: str, error: dict | None) -> None:
         p = self.progress
