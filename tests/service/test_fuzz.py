@@ -19,6 +19,19 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 EXAMPLES = 25
 
 
+def fuzz_operation(op, served, seen: set[int]):
+    """A hypothesis test of one operation: every generated request, every check."""
+
+    @given(case=op.as_strategy())
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+              database=None)
+    def fuzz(case):
+        response = case.call_and_validate(headers=served.headers, checks=CHECKS, timeout=60)
+        seen.add(response.status_code)
+
+    return fuzz
+
+
 @pytest.mark.slow
 def test_fuzz_finds_no_server_error(served):
     schema = schemathesis.openapi.from_url(served.url + "/openapi.json", headers=served.headers)
@@ -27,14 +40,6 @@ def test_fuzz_finds_no_server_error(served):
     statuses: dict[str, set[int]] = {}
     for op in operations:
         seen = statuses.setdefault(f"{op.method.upper()} {op.path}", set())
-
-        @given(case=op.as_strategy())
-        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
-                  database=None)
-        def fuzz(case, seen=seen):
-            response = case.call_and_validate(headers=served.headers, checks=CHECKS, timeout=60)
-            seen.add(response.status_code)
-
-        fuzz()
+        fuzz_operation(op, served, seen)()
     assert all(s and max(s) < 500 for s in statuses.values()), statuses
     print(statuses)
