@@ -172,6 +172,7 @@ def test_cancel(served, photos, tmp_path):
     assert p.state == "cancelled" and len(p.results) < 6
 
 
+@pytest.mark.slow
 def test_missing_model_files_are_named(tmp_path, photos):
     from tests.support.service import start_server
 

@@ -277,6 +277,7 @@ def _job_running(s, image) -> tuple[httpx.Client, str]:
     return c, r.json()["id"]
 
 
+@pytest.mark.slow
 def test_server_exits_when_stdin_closes_and_cancels_its_jobs(service_data, photo_pair, tmp_path):
     s = start_server(service_data, stderr_path=tmp_path / "err.txt")
     c, job_id = _job_running(s, jpeg_bytes(photo_pair))
@@ -298,6 +299,7 @@ def test_server_exits_when_stdin_closes_and_cancels_its_jobs(service_data, photo
     c.close()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not POSIX, reason="SIGTERM")
 def test_sigterm_cancels_running_jobs_and_exits(service_data, photo_pair, tmp_path):
     s = start_server(service_data, stderr_path=tmp_path / "err.txt")
@@ -313,6 +315,7 @@ def test_sigterm_cancels_running_jobs_and_exits(service_data, photo_pair, tmp_pa
     c.close()
 
 
+@pytest.mark.slow
 def test_missing_model_files_are_named(tmp_path):
     s = start_server(tmp_path / "empty-data", stderr_path=tmp_path / "err.txt")
     try:
@@ -341,6 +344,7 @@ def test_remote_mode_needs_the_flag_and_a_token():
     assert r.returncode == 2 and "at least 16 characters" in r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not POSIX, reason="SIGTERM")
 def test_remote_mode_serves_with_the_users_token_and_never_logs_it(service_data, tmp_path):
     token = "remote-token-" + "9" * 20
