@@ -245,3 +245,44 @@ def test_reconstruct_end_to_end_through_the_installed_extension(tmp_path):
     again = r["again"]
     assert again["state"] == "done" and r["again_pid"] != r["first_pid"] and r["again_pid"] != killed["killed"]
     assert r["rigs_end"] == 4
+
+
+def test_modal_step_lets_events_through_and_esc_cancels(bpy_mod, clean_state):
+    """The modal handler: other events pass through (the scene stays editable), a TIMER event runs one
+    step of the job loop, Esc cancels the job; when the job has ended it reports and finishes."""
+    from types import SimpleNamespace
+
+    from pixie_blender.client.reconstruct import ReconstructProgress
+
+    rec = clean_state
+
+    class Task:
+        def __init__(self):
+            self.cancelled = False
+            self.finished = False
+            self.progress = ReconstructProgress(state="running", total=2, text="Image 1 of 2")
+
+        def step(self):
+            if self.finished:
+                self.progress.state, self.progress.message = "cancelled", "Cancelled; nothing was imported."
+            return self.finished
+
+        def cancel(self):
+            self.cancelled = True
+
+    task = rec.STATE.task = Task()
+    reports = []
+    op = SimpleNamespace(_timer=None, report=lambda level, text: reports.append((level, text)),
+                         _stop=lambda ctx: None)
+    ctx = SimpleNamespace(window_manager=bpy_mod.context.window_manager, workspace=None)
+
+    def event(kind):
+        return SimpleNamespace(type=kind, value="PRESS")
+
+    modal = rec.PIXIE_OT_reconstruct.modal
+    assert modal(op, ctx, event("MOUSEMOVE")) == {"PASS_THROUGH"}
+    assert modal(op, ctx, event("TIMER")) == {"PASS_THROUGH"} and rec.STATE.task is task
+    assert modal(op, ctx, event("ESC")) == {"RUNNING_MODAL"} and task.cancelled
+    task.finished = True
+    assert modal(op, ctx, event("TIMER")) == {"FINISHED"}
+    assert rec.STATE.task is None and reports == [({"WARNING"}, "Cancelled; nothing was imported.")]
