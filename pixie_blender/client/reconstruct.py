@@ -162,12 +162,18 @@ class LocalConnector:
 
     local = True
 
-    def __init__(self, supervisor: sup.Supervisor, command: Sequence[str], env: Mapping[str, str] | None = None):
+    #: Seconds a starting backend may take (Python start, torch import, the model load).
+    START_TIMEOUT = 600.0
+
+    def __init__(self, supervisor: sup.Supervisor, command: Sequence[str], env: Mapping[str, str] | None = None,
+                 *, start_timeout: float = START_TIMEOUT):
         self.supervisor = supervisor
         self.command = [str(c) for c in command]
         self.env = env
+        self.start_timeout = start_timeout
         self.started_here = False
         self._proc: sup.BackendProcess | None = None
+        self._since = time.monotonic()
 
     def poll(self) -> ServiceClient | None:
         s = self.supervisor
@@ -191,6 +197,11 @@ class LocalConnector:
             return ServiceClient(f"http://127.0.0.1:{proc.handshake.port}", proc.handshake.token)
         if not proc.alive and proc.handshake is not None:
             raise ConnectError(self.describe_loss(), "backend_died")
+        if time.monotonic() - self._since > self.start_timeout:
+            tail = [ln for ln in proc.stderr_tail(3) if ln.strip()]
+            s.stop()
+            raise ConnectError(f"The backend did not start within {self.start_timeout:.0f} s"
+                               + (f" (last message: {tail[-1][:200]})." if tail else "."), "timeout")
         return None
 
     @property

@@ -340,6 +340,7 @@ class JobRegistry:
         """The last event: the packages of the job's folder are known before a client sees it."""
         with contextlib.suppress(Exception):
             job.packages = self.packages.adopt(job.out_dir)
+        job.runner = None  # frees the job's inputs (uploaded images) while its record is kept
         job.append(event, final=True)
 
     def _run(self, job: ServiceJob, factory: JobFactory) -> None:

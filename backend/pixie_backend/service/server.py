@@ -78,7 +78,7 @@ def serve(config: ServiceConfig, handshake_stream: TextIO | None = None) -> int:
     from .app import create_app
     from .state import ServiceState
 
-    state = ServiceState.create(config)
+    state = ServiceState.create(config, load="now")  # on the main thread: see ModelHolder.load
     app = create_app(state)
     sock = bind(config.host, config.port)
     port = sock.getsockname()[1]

@@ -23,8 +23,9 @@ class ServiceState:
     started: float = field(default_factory=time.time)
 
     @classmethod
-    def create(cls, config: ServiceConfig, *, load: bool = True) -> ServiceState:
-        """The model starts loading on a thread (``load``) and the job folders are made."""
+    def create(cls, config: ServiceConfig, *, load: str | None = "background") -> ServiceState:
+        """Make the job folders and load the model: ``"now"`` (on this thread, before returning),
+        ``"background"`` (on a thread) or None (not yet)."""
         if config.work_dir is not None:
             work, owns = Path(config.work_dir).expanduser(), False
             work.mkdir(parents=True, exist_ok=True)
@@ -33,7 +34,9 @@ class ServiceState:
         models = ModelHolder(config.model, config.data_dir, batch_size=config.batch_size,
                              max_wait=config.max_wait, trust_checkpoint=config.trust_checkpoint)
         registry = JobRegistry(models, work, config.limits, config.keep_seconds)
-        if load:
+        if load == "now":
+            models.load()
+        elif load == "background":
             models.start()
         return cls(config, models, registry, work, owns)
 
