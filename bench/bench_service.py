@@ -45,7 +45,7 @@ def photos(folder: Path, n: int = 8) -> list[Path]:
     out = []
     for i in range(n):
         y, x = rng.integers(0, 60, size=2)
-        crop = a[y:y + 450, x:x + 440][:, :: (1 if i % 2 else -1)]
+        crop = a[y : y + 450, x : x + 440][:, :: (1 if i % 2 else -1)]
         p = folder / f"photo{i}.jpg"
         Image.fromarray(np.ascontiguousarray(crop)).save(p, quality=92)
         out.append(p)
@@ -93,9 +93,17 @@ def click_to_avatar(data_dir: Path, images: list[Path], tmp: Path, warm_clicks: 
             assert level == "INFO", text
             p = rec.STATE.last
             running = marks.get("running", 0.0)
-            rows.append({"click": "cold" if i == 0 else "warm", "total": total, "until_running": running,
-                         "job": p.job_seconds or 0.0, "model": p.timings.get("model", 0.0),
-                         "rest": total - running - (p.job_seconds or 0.0), "text": text})
+            rows.append(
+                {
+                    "click": "cold" if i == 0 else "warm",
+                    "total": total,
+                    "until_running": running,
+                    "job": p.job_seconds or 0.0,
+                    "model": p.timings.get("model", 0.0),
+                    "rest": total - running - (p.job_seconds or 0.0),
+                    "text": text,
+                }
+            )
     finally:
         addon_utils.disable("pixie_blender", default_set=True)
     return rows
@@ -137,9 +145,15 @@ def throughput(data_dir: Path, images: list[Path], tmp: Path) -> dict:
         after = client.health()["model"]["batches"]
     finally:
         s.stop()
-    return {"sequential_s": t_seq, "sequential_each": statistics.median(seq), "concurrent_s": t_par,
-            "concurrent_each": statistics.median(par), "batches": after["run"] - before["run"],
-            "largest": after["largest"], "n": len(blobs)}
+    return {
+        "sequential_s": t_seq,
+        "sequential_each": statistics.median(seq),
+        "concurrent_s": t_par,
+        "concurrent_each": statistics.median(par),
+        "batches": after["run"] - before["run"],
+        "largest": after["largest"],
+        "n": len(blobs),
+    }
 
 
 def direct(data_dir: Path, images: list[Path]) -> float:
@@ -170,23 +184,31 @@ def main() -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; data {data_dir}")
     if not args.skip_click:
         rows = click_to_avatar(data_dir, images, tmp, args.warm_clicks)
-        print("\nclick -> avatar in the scene (s); 'until running': backend start, model load, upload; "
-              "'job': on the backend (detection, crops, networks, writing), of which 'networks'; "
-              "'rest': fetching the result (and the model package once) and building the avatar")
+        print(
+            "\nclick -> avatar in the scene (s); 'until running': backend start, model load, upload; "
+            "'job': on the backend (detection, crops, networks, writing), of which 'networks'; "
+            "'rest': fetching the result (and the model package once) and building the avatar"
+        )
         print(f"{'click':<6} {'total':>7} {'until running':>14} {'job':>7} {'networks':>9} {'rest':>7}")
         for r in rows:
-            print(f"{r['click']:<6} {r['total']:7.2f} {r['until_running']:14.2f} {r['job']:7.2f} {r['model']:9.2f} "
-                  f"{r['rest']:7.2f}")
+            print(
+                f"{r['click']:<6} {r['total']:7.2f} {r['until_running']:14.2f} {r['job']:7.2f} {r['model']:9.2f} "
+                f"{r['rest']:7.2f}"
+            )
     if not args.skip_throughput:
         net = direct(data_dir, images)
         t = throughput(data_dir, images, tmp)
         n = t["n"]
         print(f"\nthroughput, {n} photos of one person each")
         print(f"{'':<34} {'wall s':>7} {'photos/s':>9} {'s per call (median)':>20}")
-        print(f"{'8 sequential single calls':<34} {t['sequential_s']:7.2f} {n / t['sequential_s']:9.2f} "
-              f"{t['sequential_each']:20.2f}")
-        print(f"{'8 concurrent clients':<34} {t['concurrent_s']:7.2f} {n / t['concurrent_s']:9.2f} "
-              f"{t['concurrent_each']:20.2f}")
+        print(
+            f"{'8 sequential single calls':<34} {t['sequential_s']:7.2f} {n / t['sequential_s']:9.2f} "
+            f"{t['sequential_each']:20.2f}"
+        )
+        print(
+            f"{'8 concurrent clients':<34} {t['concurrent_s']:7.2f} {n / t['concurrent_s']:9.2f} "
+            f"{t['concurrent_each']:20.2f}"
+        )
         print(f"{'direct Pixie.predict (in process)':<34} {net * n:7.2f} {1 / net:9.2f} {net:20.2f}")
         print(f"concurrent: {t['batches']} batches for {n} persons (largest {t['largest']})")
     return 0

@@ -117,15 +117,21 @@ class PIXIE_AP_preferences(bpy.types.AddonPreferences):
         description="The token the remote backend was started with. Stored in Blender's preferences",
     )
     reconstruct_detector: EnumProperty(
-        name="Detector", items=DETECTOR_ITEMS, default="auto",
+        name="Detector",
+        items=DETECTOR_ITEMS,
+        default="auto",
         description="How Reconstruct from Image finds the people in a photo",
     )
     backend_device: EnumProperty(
-        name="Device", items=DEVICE_ITEMS, default="AUTO",
+        name="Device",
+        items=DEVICE_ITEMS,
+        default="AUTO",
         description="Where the local backend runs the networks (a change restarts it on the next reconstruction)",
     )
     backend_precision: EnumProperty(
-        name="Precision", items=PRECISION_ITEMS, default="fp32",
+        name="Precision",
+        items=PRECISION_ITEMS,
+        default="fp32",
         description="Precision of the networks on a GPU (a change restarts the local backend)",
     )
     data_dir: StringProperty(

@@ -38,8 +38,21 @@ from .service_client import BadResponse, ServiceClient, ServiceError, ServiceTim
 RESULT_SUFFIX = ".pixie.npz"
 SOURCE_SUFFIX = ".pixie-source.json"
 #: Image files the backend reads (``pixie_backend.jobs.sources.IMAGE_EXTENSIONS``).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm",
-                    ".pgm", ".pnm")
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".png",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".gif",
+    ".ppm",
+    ".pgm",
+    ".pnm",
+)
 _UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
 
 
@@ -142,8 +155,9 @@ class RemoteConnector:
 
     def poll(self) -> ServiceClient | None:
         if not self.token.strip():
-            raise ConnectError("Set the token of the remote backend in the add-on preferences (Remote Backend).",
-                               "unauthorized")
+            raise ConnectError(
+                "Set the token of the remote backend in the add-on preferences (Remote Backend).", "unauthorized"
+            )
         try:
             return ServiceClient(self.url, self.token.strip())
         except ServiceError as e:
@@ -165,8 +179,14 @@ class LocalConnector:
     #: Seconds a starting backend may take (Python start, torch import, the model load).
     START_TIMEOUT = 600.0
 
-    def __init__(self, supervisor: sup.Supervisor, command: Sequence[str], env: Mapping[str, str] | None = None,
-                 *, start_timeout: float = START_TIMEOUT):
+    def __init__(
+        self,
+        supervisor: sup.Supervisor,
+        command: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        *,
+        start_timeout: float = START_TIMEOUT,
+    ):
         self.supervisor = supervisor
         self.command = [str(c) for c in command]
         self.env = env
@@ -200,8 +220,11 @@ class LocalConnector:
         if time.monotonic() - self._since > self.start_timeout:
             tail = [ln for ln in proc.stderr_tail(3) if ln.strip()]
             s.stop()
-            raise ConnectError(f"The backend did not start within {self.start_timeout:.0f} s"
-                               + (f" (last message: {tail[-1][:200]})." if tail else "."), "timeout")
+            raise ConnectError(
+                f"The backend did not start within {self.start_timeout:.0f} s"
+                + (f" (last message: {tail[-1][:200]})." if tail else "."),
+                "timeout",
+            )
         return None
 
     @property
@@ -215,11 +238,14 @@ class LocalConnector:
             if code is not None and code < 0:
                 why = f"it was ended by signal {-code}"
             else:
-                errors = [ln for ln in proc.stderr_tail(20) if ln.startswith(("ERROR", "CRITICAL", "Fatal"))
-                          or "Error:" in ln]
+                errors = [
+                    ln for ln in proc.stderr_tail(20) if ln.startswith(("ERROR", "CRITICAL", "Fatal")) or "Error:" in ln
+                ]
                 why = f"exit code {code}" + (f"; {errors[-1][:200]}" if errors else "")
-            return (f"The backend stopped during the job ({why}). Nothing was imported; click Reconstruct from "
-                    "Image again to restart it.")
+            return (
+                f"The backend stopped during the job ({why}). Nothing was imported; click Reconstruct from "
+                "Image again to restart it."
+            )
         return "The connection to the backend was lost."
 
     def describe(self) -> str:
@@ -409,8 +435,10 @@ class ReconstructTask:
             p.persons += int(d.get("persons") or 0)
             image = self._names.get(str(ev.get("item")))
             label = image.name if image is not None else ev.get("item")
-            p.text = (f"Image {min(p.done + 1, p.total)} of {p.total}: {p.persons} person"
-                      f"{'s' if p.persons != 1 else ''} found so far (last: {label})")
+            p.text = (
+                f"Image {min(p.done + 1, p.total)} of {p.total}: {p.persons} person"
+                f"{'s' if p.persons != 1 else ''} found so far (last: {label})"
+            )
         elif kind == "item_error":
             p.done += 1
             image = self._names.get(str(ev.get("item")))
@@ -439,15 +467,25 @@ class ReconstructTask:
                     names = ", ".join(img for img, _, _ in p.errors)
                     self._end("failed", f"No person found in {names}; nothing was imported.", "no_person")
                 else:
-                    self._end("failed", (msgs[0] if len(msgs) == 1 else f"{len(msgs)} images failed: {msgs[0]} …")
-                              + " Nothing was imported.", p.errors[0][1])
+                    self._end(
+                        "failed",
+                        (msgs[0] if len(msgs) == 1 else f"{len(msgs)} images failed: {msgs[0]} …")
+                        + " Nothing was imported.",
+                        p.errors[0][1],
+                    )
             else:
                 err = error or {}
-                self._end("failed", str(err.get("message") or "The job failed.") + " Nothing was imported.",
-                          str(err.get("code") or "failed"))
+                self._end(
+                    "failed",
+                    str(err.get("message") or "The job failed.") + " Nothing was imported.",
+                    str(err.get("code") or "failed"),
+                )
             return
-        self._end("done", f"Reconstructed {p.persons} person{'s' if p.persons != 1 else ''} from {n_ok} "
-                          f"image{'s' if n_ok != 1 else ''}" + (f"; {len(p.errors)} failed" if p.errors else ""))
+        self._end(
+            "done",
+            f"Reconstructed {p.persons} person{'s' if p.persons != 1 else ''} from {n_ok} "
+            f"image{'s' if n_ok != 1 else ''}" + (f"; {len(p.errors)} failed" if p.errors else ""),
+        )
 
     # ------------------------------------------------------------------ reader thread
     def _put(self, kind: str, payload: Any = None) -> None:
@@ -469,15 +507,22 @@ class ReconstructTask:
         if self.request.addon_version and version != self.request.addon_version:
             raise ServiceError(
                 f"The backend is version {version} but the add-on is version {self.request.addon_version}. "
-                + ("Click Install Backend in the add-on preferences to install the matching backend."
-                   if getattr(self.connector, "local", False)
-                   else "Update pixie-backend on the remote machine to the add-on's version."), "version_mismatch")
+                + (
+                    "Click Install Backend in the add-on preferences to install the matching backend."
+                    if getattr(self.connector, "local", False)
+                    else "Update pixie-backend on the remote machine to the add-on's version."
+                ),
+                "version_mismatch",
+            )
         model = health.get("model") or {}
         self._put("device", str(model.get("device") or ""))
         if model.get("state") == "missing" and model.get("missing"):
             files = ", ".join(str(f) for f in model["missing"])
-            raise ServiceError(f"The model files are missing: {files}. Set them up in Preferences > Add-ons > "
-                               "PIXIE > Set up model files.", "model_files")
+            raise ServiceError(
+                f"The model files are missing: {files}. Set them up in Preferences > Add-ons > "
+                "PIXIE > Set up model files.",
+                "model_files",
+            )
         if model.get("state") == "failed" and model.get("error"):
             raise ServiceError(str(model["error"].get("message")), "model_failed")
         if model.get("state") == "loading":
@@ -492,18 +537,26 @@ class ReconstructTask:
             if not img.is_file():
                 raise ServiceError(f"{img}: no such file.", "input_missing")
             if img.suffix.lower() not in IMAGE_EXTENSIONS:
-                raise ServiceError(f"{img.name}: {img.suffix or 'this'} files are not supported; use JPEG, PNG, "
-                                   "BMP, TIFF, WebP or GIF.", "unsupported_format")
+                raise ServiceError(
+                    f"{img.name}: {img.suffix or 'this'} files are not supported; use JPEG, PNG, "
+                    "BMP, TIFF, WebP or GIF.",
+                    "unsupported_format",
+                )
         limits = self._check_health(client)
         sizes = [p.stat().st_size for p in images]
         max_bytes, max_images = limits.get("max_upload_bytes"), limits.get("max_images")
         if isinstance(max_images, int) and len(images) > max_images:
-            raise ServiceError(f"{len(images)} images are more than the backend takes at once ({max_images}); "
-                               "reconstruct them in smaller groups.", "too_many_images")
+            raise ServiceError(
+                f"{len(images)} images are more than the backend takes at once ({max_images}); "
+                "reconstruct them in smaller groups.",
+                "too_many_images",
+            )
         if isinstance(max_bytes, int) and sum(sizes) + 4096 * len(images) > max_bytes:
-            raise ServiceError(f"The photos ({sum(sizes) / 1e6:.1f} MB) are more than the backend accepts in one "
-                               f"request ({max_bytes / 1e6:.1f} MB); reconstruct them in smaller groups.",
-                               "upload_too_large")
+            raise ServiceError(
+                f"The photos ({sum(sizes) / 1e6:.1f} MB) are more than the backend accepts in one "
+                f"request ({max_bytes / 1e6:.1f} MB); reconstruct them in smaller groups.",
+                "upload_too_large",
+            )
         if self._cancel.is_set():
             self._put("end", ("cancelled", None))
             return
@@ -559,9 +612,16 @@ class ReconstructTask:
             raise BadResponse(f"The backend finished {item} but lists no result file for it.")
         dest = self.request.results_dir / result_name
         client.download_file(job_id, result_name, dest)
-        write_json_atomic(self.request.results_dir / f"{item}{SOURCE_SUFFIX}",
-                          {"image": str(images[index].resolve()), "sha256": shas[index], "job": job_id,
-                           "backend": client.base_url, "time": time.time()})
+        write_json_atomic(
+            self.request.results_dir / f"{item}{SOURCE_SUFFIX}",
+            {
+                "image": str(images[index].resolve()),
+                "sha256": shas[index],
+                "job": job_id,
+                "backend": client.base_url,
+                "time": time.time(),
+            },
+        )
         self._fetched += 1
         self._put("result", ResultFile(item, dest, images[index], int((ev.get("details") or {}).get("persons") or 0)))
 

@@ -75,14 +75,20 @@ def encode_multipart(fields: Sequence[tuple[str, str]], files: Sequence[tuple[st
     boundary = f"pixie-{uuid.uuid4().hex}"
     out: list[bytes] = []
     for name, value in fields:
-        out += [f"--{boundary}\r\n".encode(),
-                f'Content-Disposition: form-data; name="{_quote(name)}"\r\n\r\n'.encode(),
-                str(value).encode("utf-8"), b"\r\n"]
+        out += [
+            f"--{boundary}\r\n".encode(),
+            f'Content-Disposition: form-data; name="{_quote(name)}"\r\n\r\n'.encode(),
+            str(value).encode("utf-8"),
+            b"\r\n",
+        ]
     for name, filename, data in files:
-        out += [f"--{boundary}\r\n".encode(),
-                f'Content-Disposition: form-data; name="{_quote(name)}"; filename="{_quote(filename)}"\r\n'
-                .encode(),
-                b"Content-Type: application/octet-stream\r\n\r\n", data, b"\r\n"]
+        out += [
+            f"--{boundary}\r\n".encode(),
+            f'Content-Disposition: form-data; name="{_quote(name)}"; filename="{_quote(filename)}"\r\n'.encode(),
+            b"Content-Type: application/octet-stream\r\n\r\n",
+            data,
+            b"\r\n",
+        ]
     out.append(f"--{boundary}--\r\n".encode())
     return b"".join(out), f"multipart/form-data; boundary={boundary}"
 
@@ -98,20 +104,25 @@ def _error_of(status: int, body: bytes, what: str) -> ServiceError:
         code, message = str(err["code"]), str(err["message"])
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         text = body[:200].decode("utf-8", "replace").strip()
-        return BadResponse(f"The backend answered {what} with HTTP {status} and no error document"
-                           + (f": {text!r}" if text else "."), status=status)
+        return BadResponse(
+            f"The backend answered {what} with HTTP {status} and no error document" + (f": {text!r}" if text else "."),
+            status=status,
+        )
     if status == 401:
-        return TokenRefused("The backend refused the token. For a remote backend, check the token in the add-on "
-                            "preferences (Remote Backend); a local backend is restarted on the next click.",
-                            status=status)
+        return TokenRefused(
+            "The backend refused the token. For a remote backend, check the token in the add-on "
+            "preferences (Remote Backend); a local backend is restarted on the next click.",
+            status=status,
+        )
     return Rejected(message[:1].upper() + message[1:], code=code, status=status)
 
 
 class ServiceClient:
     """Talks to one service: ``base_url`` (``http://127.0.0.1:53211`` or a remote URL) and its token."""
 
-    def __init__(self, base_url: str, token: str, *, timeout: float = REQUEST_TIMEOUT,
-                 stream_timeout: float = STREAM_TIMEOUT):
+    def __init__(
+        self, base_url: str, token: str, *, timeout: float = REQUEST_TIMEOUT, stream_timeout: float = STREAM_TIMEOUT
+    ):
         parts = urlsplit(base_url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ServiceError(f"The backend address {base_url!r} is not an http:// or https:// URL.", "bad_url")
@@ -133,12 +144,19 @@ class ServiceClient:
     # ------------------------------------------------------------------ transport
     def _connect(self, timeout: float) -> http.client.HTTPConnection:
         if self.scheme == "https":
-            return http.client.HTTPSConnection(self.host, self.port, timeout=timeout,
-                                               context=ssl.create_default_context())
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=timeout, context=ssl.create_default_context()
+            )
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
 
-    def _open(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-              timeout: float | None = None) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    def _open(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         """Sends a request; returns the connection and the response (headers read, body not)."""
         what = f"{method} {path}"
         conn = self._connect(self.timeout if timeout is None else timeout)
@@ -148,22 +166,28 @@ class ServiceClient:
             resp = conn.getresponse()
         except TimeoutError:
             conn.close()
-            raise ServiceTimeout(f"The backend at {self.base_url} did not answer {what} within "
-                                 f"{self.timeout if timeout is None else timeout:.0f} s.") from None
+            raise ServiceTimeout(
+                f"The backend at {self.base_url} did not answer {what} within "
+                f"{self.timeout if timeout is None else timeout:.0f} s."
+            ) from None
         except ssl.SSLError as e:
             conn.close()
             raise Unreachable(f"Secure connection to {self.base_url} failed: {e.reason or e}.") from None
         except (ConnectionRefusedError, socket.gaierror, OSError) as e:
             conn.close()
             if isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
-                raise Unreachable(f"The backend at {self.base_url} closed the connection ({type(e).__name__}).",
-                                  "connection_lost") from None
-            raise Unreachable(f"Nothing answers at {self.base_url} ({getattr(e, 'strerror', None) or e}). Is the "
-                              "backend running (and the SSH tunnel open, for a remote one)?") from None
+                raise Unreachable(
+                    f"The backend at {self.base_url} closed the connection ({type(e).__name__}).", "connection_lost"
+                ) from None
+            raise Unreachable(
+                f"Nothing answers at {self.base_url} ({getattr(e, 'strerror', None) or e}). Is the "
+                "backend running (and the SSH tunnel open, for a remote one)?"
+            ) from None
         except http.client.HTTPException as e:
             conn.close()
-            raise BadResponse(f"The backend at {self.base_url} sent a malformed answer to {what} "
-                              f"({type(e).__name__}).") from None
+            raise BadResponse(
+                f"The backend at {self.base_url} sent a malformed answer to {what} ({type(e).__name__})."
+            ) from None
         return conn, resp
 
     def _read_all(self, conn, resp, what: str) -> bytes:
@@ -172,13 +196,21 @@ class ServiceClient:
         except TimeoutError:
             raise ServiceTimeout(f"The backend stopped sending its answer to {what}.") from None
         except (http.client.HTTPException, OSError) as e:
-            raise BadResponse(f"The backend's answer to {what} was cut off ({type(e).__name__}).",
-                              "connection_lost") from None
+            raise BadResponse(
+                f"The backend's answer to {what} was cut off ({type(e).__name__}).", "connection_lost"
+            ) from None
         finally:
             conn.close()
 
-    def request_json(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-                     timeout: float | None = None, expect: tuple[int, ...] = (200,)) -> Any:
+    def request_json(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        expect: tuple[int, ...] = (200,),
+    ) -> Any:
         """One request whose answer is a JSON document (errors raise)."""
         what = f"{method} {path}"
         conn, resp = self._open(method, path, body, headers, timeout)
@@ -195,20 +227,35 @@ class ServiceClient:
     # ------------------------------------------------------------------ API
     def health(self) -> dict[str, Any]:
         doc = self.request_json("GET", "/v1/health")
-        if not isinstance(doc, dict) or not isinstance(doc.get("version"), str) or not isinstance(
-                doc.get("model"), dict):
+        if (
+            not isinstance(doc, dict)
+            or not isinstance(doc.get("version"), str)
+            or not isinstance(doc.get("model"), dict)
+        ):
             raise BadResponse("The backend's health report is incomplete.")
         return doc
 
-    def submit_reconstruct(self, images: Sequence[tuple[str, bytes]], *, detector: str = "auto",
-                           write_objs: bool = False, boxes: dict | None = None) -> dict[str, Any]:
+    def submit_reconstruct(
+        self,
+        images: Sequence[tuple[str, bytes]],
+        *,
+        detector: str = "auto",
+        write_objs: bool = False,
+        boxes: dict | None = None,
+    ) -> dict[str, Any]:
         """Queue a reconstruct job of ``images`` (file name, bytes); returns its status document."""
         fields = [("detector", detector), ("write_objs", "true" if write_objs else "false")]
         if boxes:
             fields.append(("boxes", json.dumps(boxes)))
         body, ctype = encode_multipart(fields, [("images", name, data) for name, data in images])
-        doc = self.request_json("POST", "/v1/jobs/reconstruct", body, {"Content-Type": ctype}, expect=(202,),
-                                timeout=max(self.timeout, 5.0 + len(body) / 2e6))
+        doc = self.request_json(
+            "POST",
+            "/v1/jobs/reconstruct",
+            body,
+            {"Content-Type": ctype},
+            expect=(202,),
+            timeout=max(self.timeout, 5.0 + len(body) / 2e6),
+        )
         if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
             raise BadResponse("The backend accepted the job but sent no job id.")
         return doc
@@ -232,8 +279,7 @@ class ServiceClient:
         ``stream_timeout``, :class:`BadResponse` (code ``connection_lost``) when the stream ends
         before ``finished``, and :class:`BadResponse` for a line that is not an event."""
         path = f"/v1/jobs/{quote(job_id, safe='')}/events?after={int(after)}"
-        conn, resp = self._open("GET", path, headers={"Accept": "application/x-ndjson"},
-                                timeout=self.stream_timeout)
+        conn, resp = self._open("GET", path, headers={"Accept": "application/x-ndjson"}, timeout=self.stream_timeout)
         if resp.status != 200:
             raise _error_of(resp.status, self._read_all(conn, resp, "GET events"), "GET events")
         try:
@@ -241,14 +287,15 @@ class ServiceClient:
                 try:
                     raw = resp.readline(1 << 22)
                 except TimeoutError:
-                    raise ServiceTimeout(f"The backend sent nothing for {self.stream_timeout:.0f} s; it may have "
-                                         "stopped working.") from None
+                    raise ServiceTimeout(
+                        f"The backend sent nothing for {self.stream_timeout:.0f} s; it may have stopped working."
+                    ) from None
                 except (http.client.HTTPException, OSError) as e:
-                    raise BadResponse(f"The connection to the backend broke during the job ({type(e).__name__}).",
-                                      "connection_lost") from None
+                    raise BadResponse(
+                        f"The connection to the backend broke during the job ({type(e).__name__}).", "connection_lost"
+                    ) from None
                 if not raw:
-                    raise BadResponse("The backend's event stream ended before the job finished.",
-                                      "connection_lost")
+                    raise BadResponse("The backend's event stream ended before the job finished.", "connection_lost")
                 try:
                     event = parse_event(raw.decode("utf-8"))
                 except (ProtocolError, UnicodeDecodeError) as e:
@@ -283,15 +330,17 @@ class ServiceClient:
                     except TimeoutError:
                         raise ServiceTimeout(f"The download of {dest.name} stalled.") from None
                     except (http.client.HTTPException, OSError) as e:
-                        raise BadResponse(f"The download of {dest.name} broke off ({type(e).__name__}).",
-                                          "connection_lost") from None
+                        raise BadResponse(
+                            f"The download of {dest.name} broke off ({type(e).__name__}).", "connection_lost"
+                        ) from None
                     if not block:
                         break
                     fh.write(block)
                     written += len(block)
             if length is not None and length.isdigit() and int(length) != written:
-                raise BadResponse(f"The download of {dest.name} is incomplete ({written} of {length} bytes).",
-                                  "connection_lost")
+                raise BadResponse(
+                    f"The download of {dest.name} is incomplete ({written} of {length} bytes).", "connection_lost"
+                )
             os.replace(tmp, dest)
         finally:
             conn.close()

@@ -98,14 +98,19 @@ def make_connector(context):
     if prefs is not None and prefs.remote_enabled:
         url = prefs.remote_url.strip()
         if not _is_loopback(url) and not bpy.app.online_access:
-            raise ConnectError("Blender's online access is off, and the remote backend is on another machine: allow "
-                               "it in Preferences > System > Network, or reach the backend through an SSH tunnel on "
-                               "127.0.0.1.", "offline")
+            raise ConnectError(
+                "Blender's online access is off, and the remote backend is on another machine: allow "
+                "it in Preferences > System > Network, or reach the backend through an SSH tunnel on "
+                "127.0.0.1.",
+                "offline",
+            )
         return RemoteConnector(url, prefs.remote_token)
     python, isolated, source = backend_ops.effective_backend(context)
     if source == "none":
-        raise ConnectError("The backend is not installed: open Preferences > Add-ons > PIXIE and click Install "
-                           "Backend.", "not_installed")
+        raise ConnectError(
+            "The backend is not installed: open Preferences > Add-ons > PIXIE and click Install Backend.",
+            "not_installed",
+        )
     command = supervisor.backend_command(python, *backend_args(prefs), isolated=isolated)
     env = processes.child_env(keep_pythonpath=not isolated)
     backend_ops.ensure_idle_timer()
@@ -119,8 +124,11 @@ def start_task(context, images: list[str]) -> ReconstructTask:
     prefs = backend_ops.addon_preferences(context)
     connector = make_connector(context)
     request = ReconstructRequest(
-        images=tuple(Path(p) for p in images), results_dir=results_dir(), cache_dir=template_cache.default_cache_dir(),
-        detector=prefs.reconstruct_detector if prefs is not None else "auto", addon_version=ADDON_VERSION,
+        images=tuple(Path(p) for p in images),
+        results_dir=results_dir(),
+        cache_dir=template_cache.default_cache_dir(),
+        detector=prefs.reconstruct_detector if prefs is not None else "auto",
+        addon_version=ADDON_VERSION,
     )
     task = ReconstructTask(connector, request)
     STATE.task, STATE.last, STATE.report, STATE.rigs = task, None, None, []
@@ -245,8 +253,9 @@ class PIXIE_OT_reconstruct(bpy.types.Operator):
             return {"CANCELLED"}
         bad = [p for p in paths if Path(p).suffix.lower() not in IMAGE_EXTENSIONS]
         if bad:
-            self.report({"ERROR"}, f"{Path(bad[0]).name}: not an image this add-on reads (JPEG, PNG, BMP, TIFF, "
-                                   "WebP, GIF)")
+            self.report(
+                {"ERROR"}, f"{Path(bad[0]).name}: not an image this add-on reads (JPEG, PNG, BMP, TIFF, WebP, GIF)"
+            )
             return {"CANCELLED"}
         if STATE.task is not None:
             self.report({"ERROR"}, "A reconstruction is already running")

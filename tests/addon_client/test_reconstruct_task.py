@@ -79,8 +79,10 @@ def test_remote_two_photos_three_people(served, photos, tmp_path):
     p, longest, steps = run(task)
     assert p.state == "done", p.message
     assert p.message == "Reconstructed 3 persons from 2 images" and p.persons == 3 and p.done == 2
-    assert [(r.name, r.persons, r.image) for r in p.results] == [("solo", 1, photos["solo"]),
-                                                                 ("pair", 2, photos["pair"])]
+    assert [(r.name, r.persons, r.image) for r in p.results] == [
+        ("solo", 1, photos["solo"]),
+        ("pair", 2, photos["pair"]),
+    ]
     results = tmp_path / "results"
     for r in p.results:
         assert r.path == results / f"{r.name}.pixie.npz" and r.path.is_file()
@@ -127,16 +129,18 @@ class ServiceJobs:
     ],
 )
 def test_failures_of_the_images(served, photos, tmp_path, images, code, words):
-    task = ReconstructTask(RemoteConnector(served.url, served.token),
-                           request(tmp_path, *(photos[k] for k in images), detector="auto"))
+    task = ReconstructTask(
+        RemoteConnector(served.url, served.token), request(tmp_path, *(photos[k] for k in images), detector="auto")
+    )
     p, _, _ = run(task)
     assert p.state == "failed" and p.error_code == code and words in p.message, p.message
     assert "<" not in p.message  # the backend's "<name>" labels are replaced by the file names
 
 
 def test_one_bad_photo_among_good_ones_is_a_warning(served, photos, tmp_path):
-    task = ReconstructTask(RemoteConnector(served.url, served.token),
-                           request(tmp_path, photos["solo"], photos["empty"]))
+    task = ReconstructTask(
+        RemoteConnector(served.url, served.token), request(tmp_path, photos["solo"], photos["empty"])
+    )
     p, _, _ = run(task)
     assert p.state == "done" and p.message == "Reconstructed 1 person from 1 image; 1 failed"
     assert p.errors == [("wall.png", "no_person", "wall.png: no person found (detector 'mediapipe')")]
@@ -147,8 +151,12 @@ def test_failures_of_the_connection(served, photos, tmp_path):
         (RemoteConnector(served.url, "0" * 64), {}, "unauthorized", "refused the token"),
         (RemoteConnector(served.url, ""), {}, "unauthorized", "Set the token"),
         (RemoteConnector(f"http://127.0.0.1:{_free_port()}", "t" * 32), {}, "unreachable", "Nothing answers"),
-        (RemoteConnector(served.url, served.token), {"addon_version": "9.9.9"}, "version_mismatch",
-         "backend is version 0.1.0 but the add-on is version 9.9.9"),
+        (
+            RemoteConnector(served.url, served.token),
+            {"addon_version": "9.9.9"},
+            "version_mismatch",
+            "backend is version 0.1.0 but the add-on is version 9.9.9",
+        ),
         (RemoteConnector(served.url, served.token), {}, "input_missing", "no such file"),
     ]
     for connector, kw, code, words in cases:
@@ -236,12 +244,15 @@ def test_local_backend_version_mismatch_and_missing_backend(tmp_path, photos):
 
     sup = supervisor.Supervisor(tmp_path / "state", "0.1.0")
     try:
-        task = ReconstructTask(LocalConnector(sup, [sys.executable, fake, "ready", "0.0.9"]),
-                               request(tmp_path, photos["solo"]))
+        task = ReconstructTask(
+            LocalConnector(sup, [sys.executable, fake, "ready", "0.0.9"]), request(tmp_path, photos["solo"])
+        )
         p, _, _ = run(task, timeout=60)
         assert p.state == "failed" and p.error_code == "version_mismatch" and "Install Backend" in p.message
-        task = ReconstructTask(LocalConnector(sup, [str(tmp_path / "no-python"), "-m", "pixie_backend", "serve"]),
-                               request(tmp_path, photos["solo"]))
+        task = ReconstructTask(
+            LocalConnector(sup, [str(tmp_path / "no-python"), "-m", "pixie_backend", "serve"]),
+            request(tmp_path, photos["solo"]),
+        )
         p, _, _ = run(task, timeout=60)
         assert p.state == "failed" and "Cannot run the backend Python" in p.message
     finally:

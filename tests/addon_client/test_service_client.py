@@ -123,8 +123,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):  # keep test output quiet
         pass
 
-    def _send(self, status: int, body: bytes, ctype: str = "application/json", length: int | None = None,
-              extra: dict | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        ctype: str = "application/json",
+        length: int | None = None,
+        extra: dict | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body) if length is None else length))
@@ -158,9 +164,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(3)
             elif m == "stream_keepalive":
-                self.wfile.write(b"\n\n" + _line(event="started", job_kind="reconstruct", total=1) + b"\n"
-                                 + _line(event="finished", status="ok", exit_code=0, counts={}, seconds=0.0,
-                                         error=None) + _line(event="message", text="after the end"))
+                self.wfile.write(
+                    b"\n\n"
+                    + _line(event="started", job_kind="reconstruct", total=1)
+                    + b"\n"
+                    + _line(event="finished", status="ok", exit_code=0, counts={}, seconds=0.0, error=None)
+                    + _line(event="message", text="after the end")
+                )
             self.wfile.flush()
             self.close_connection = True
         elif m == "short":
@@ -178,8 +188,7 @@ def misbehaving(mode: str):
     t = threading.Thread(target=server.serve_forever, daemon=True)
     t.start()
     try:
-        yield ServiceClient(f"http://127.0.0.1:{server.server_address[1]}", "t" * 32, timeout=1.0,
-                            stream_timeout=1.0)
+        yield ServiceClient(f"http://127.0.0.1:{server.server_address[1]}", "t" * 32, timeout=1.0, stream_timeout=1.0)
     finally:
         server.shutdown()
         server.server_close()

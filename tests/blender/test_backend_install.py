@@ -148,8 +148,11 @@ def test_full_zip_install_backend_offline_then_the_backend_starts(full_zip, tmp_
     from pixie_blender.client.service_client import ServiceClient
     from pixie_blender.client.supervisor import BackendProcess, backend_command
 
-    serve = BackendProcess(backend_command(python, "serve", "--data-dir", str(tmp_path / "data"), isolated=True),
-                           env=clean, addon_version="0.1.0")
+    serve = BackendProcess(
+        backend_command(python, "serve", "--data-dir", str(tmp_path / "data"), isolated=True),
+        env=clean,
+        addon_version="0.1.0",
+    )
     serve.start()
     try:
         hs = serve.wait_ready(300)

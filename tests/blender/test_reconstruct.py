@@ -87,8 +87,14 @@ def test_operator_file_handler_and_panel_states(bpy_mod, clean_state, tmp_path):
 
     # a running task: progress and Cancel; a finished one: its report
     class Running:
-        progress = ReconstructProgress(state="running", total=2, done=1, persons=2, device="cpu",
-                                       text="Image 2 of 2: 2 persons found so far (last: pair.jpg)")
+        progress = ReconstructProgress(
+            state="running",
+            total=2,
+            done=1,
+            persons=2,
+            device="cpu",
+            text="Image 2 of 2: 2 persons found so far (last: pair.jpg)",
+        )
 
     rec.STATE.task = Running()
     log = _panel(bpy_mod)
@@ -203,8 +209,24 @@ def test_reconstruct_end_to_end_through_the_installed_extension(tmp_path):
     zip_path = build(tmp_path / "dist", quiet=True)
     data = tmp_path / "data"
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
-    run = subprocess.run([str(BACKEND_PY), "-m", "pixie_backend", "make-synthetic", "--out", str(data), "--body",
-                          "small", "--net", "tiny"], capture_output=True, text=True, timeout=600, env=env)
+    run = subprocess.run(
+        [
+            str(BACKEND_PY),
+            "-m",
+            "pixie_backend",
+            "make-synthetic",
+            "--out",
+            str(data),
+            "--body",
+            "small",
+            "--net",
+            "tiny",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     photos = (
         "import sys, numpy as np; from PIL import Image; from skimage import data\n"
@@ -213,16 +235,23 @@ def test_reconstruct_end_to_end_through_the_installed_extension(tmp_path):
     )
     solo, pair = tmp_path / "photos" / "solo.jpg", tmp_path / "photos" / "pair.jpg"
     solo.parent.mkdir()
-    run = subprocess.run([str(BACKEND_PY), "-c", photos, str(solo), str(pair)], capture_output=True, text=True,
-                         timeout=300, env=env)
+    run = subprocess.run(
+        [str(BACKEND_PY), "-c", photos, str(solo), str(pair)], capture_output=True, text=True, timeout=300, env=env
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     work = tmp_path / "work"
     work.mkdir()
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT, str(zip_path), str(BACKEND_PY), str(data), str(work),
-                           str(solo), str(pair)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(zip_path), str(BACKEND_PY), str(data), str(work), str(solo), str(pair)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-4000:] + proc.stderr[-4000:]
-    r = json.loads(lines[-1][len("RESULT "):])
+    r = json.loads(lines[-1][len("RESULT ") :])
     print(json.dumps({k: r[k] for k in ("first", "killed", "again")}, indent=1))
 
     assert r["install"] == ["FINISHED"] and r["op"] == ["FINISHED"]
@@ -272,8 +301,7 @@ def test_modal_step_lets_events_through_and_esc_cancels(bpy_mod, clean_state):
 
     task = rec.STATE.task = Task()
     reports = []
-    op = SimpleNamespace(_timer=None, report=lambda level, text: reports.append((level, text)),
-                         _stop=lambda ctx: None)
+    op = SimpleNamespace(_timer=None, report=lambda level, text: reports.append((level, text)), _stop=lambda ctx: None)
     ctx = SimpleNamespace(window_manager=bpy_mod.context.window_manager, workspace=None)
 
     def event(kind):

@@ -23,8 +23,9 @@ def fuzz_operation(op, served, seen: set[int]):
     """A hypothesis test of one operation: every generated request, every check."""
 
     @given(case=op.as_strategy())
-    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
-              database=None)
+    @settings(
+        max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
+    )
     def fuzz(case):
         response = case.call_and_validate(headers=served.headers, checks=CHECKS, timeout=60)
         seen.add(response.status_code)

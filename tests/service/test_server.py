@@ -28,8 +28,11 @@ POSIX = os.name == "posix"
 
 def submit(http, images, **form):
     files = [("images", (name, data, "application/octet-stream")) for name, data in images]
-    return http.post("/v1/jobs/reconstruct", files=files, data={k: str(v).lower() if isinstance(v, bool) else v
-                                                                for k, v in form.items()})
+    return http.post(
+        "/v1/jobs/reconstruct",
+        files=files,
+        data={k: str(v).lower() if isinstance(v, bool) else v for k, v in form.items()},
+    )
 
 
 def events(http, job_id, after=0) -> list[dict]:
@@ -66,12 +69,19 @@ def test_handshake_and_health(served, http):
 
 def test_every_route_needs_the_token(served, http):
     schema = http.get("/openapi.json").json()
-    routes = [(m.upper(), p.replace("{job_id}", "x").replace("{name}", "y").replace("{sha256}", "0" * 64))
-              for p, ops in schema["paths"].items() for m in ops]
+    routes = [
+        (m.upper(), p.replace("{job_id}", "x").replace("{name}", "y").replace("{sha256}", "0" * 64))
+        for p, ops in schema["paths"].items()
+        for m in ops
+    ]
     routes.append(("GET", "/openapi.json"))
     assert len(routes) >= 9
-    for headers in ({}, {"Authorization": "Bearer " + "0" * 64}, {"Authorization": f"Basic {served.token}"},
-                    {"Authorization": f"Bearer {served.token[:-1]}"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer " + "0" * 64},
+        {"Authorization": f"Basic {served.token}"},
+        {"Authorization": f"Bearer {served.token[:-1]}"},
+    ):
         for method, path in routes:
             r = httpx.request(method, served.url + path, headers=headers, timeout=30)
             assert r.status_code == 401, (method, path, r.status_code)
@@ -119,8 +129,12 @@ def test_a_chunked_upload_over_the_limit_is_refused(served):
         for _ in range(40):
             yield b"x" * 100_000
 
-    r = httpx.post(served.url + "/v1/jobs/reconstruct", content=body(), timeout=60,
-                   headers={**served.headers, "Content-Type": "multipart/form-data; boundary=zz"})
+    r = httpx.post(
+        served.url + "/v1/jobs/reconstruct",
+        content=body(),
+        timeout=60,
+        headers={**served.headers, "Content-Type": "multipart/form-data; boundary=zz"},
+    )
     assert r.status_code == 413 and error_code(r) == "upload_too_large"
 
 
@@ -130,8 +144,12 @@ def test_a_chunked_upload_over_the_limit_is_refused(served):
 
 def test_job_events_files_and_package(http, photo, photo_pair, tmp_path):
     corrupt = jpeg_bytes(photo)[:3000]  # a valid header, then cut off
-    r = submit(http, [("astro.jpg", jpeg_bytes(photo)), ("pair.png", png_bytes(photo_pair)),
-                      ("cut.jpg", corrupt)], detector="auto", write_objs=True)
+    r = submit(
+        http,
+        [("astro.jpg", jpeg_bytes(photo)), ("pair.png", png_bytes(photo_pair)), ("cut.jpg", corrupt)],
+        detector="auto",
+        write_objs=True,
+    )
     assert r.status_code == 202, r.text
     job = r.json()
     assert job["kind"] == "reconstruct" and job["images"] == ["astro", "pair", "cut"] and job["total"] == 3
@@ -199,13 +217,12 @@ def _direct_results(data_dir, images: dict[str, bytes], out: Path) -> dict[str, 
     return refs
 
 
-def test_eight_parallel_clients_get_direct_results_and_share_batches(served, http, service_data, photo,
-                                                                     tmp_path):
+def test_eight_parallel_clients_get_direct_results_and_share_batches(served, http, service_data, photo, tmp_path):
     rng = np.random.default_rng(3)
     images = {}
     for i in range(8):  # different crops of the photo: every client's person differs
         y, x = rng.integers(0, 200, size=2)
-        crop = photo[y:y + 300, x:x + 260][:, :: (1 if i % 2 else -1)]
+        crop = photo[y : y + 300, x : x + 260][:, :: (1 if i % 2 else -1)]
         images[f"client{i}"] = png_bytes(np.ascontiguousarray(crop))
     before = http.get("/v1/health").json()["model"]["batches"]
     barrier = threading.Barrier(8)
@@ -293,8 +310,9 @@ def test_server_exits_when_stdin_closes_and_cancels_its_jobs(service_data, photo
     assert got and got[-1]["event"] == "finished" and got[-1]["status"] == "cancelled"
     assert "stdin closed: shutting down" in s.stderr()
     assert s.proc.stdout.read() == ""  # nothing but the handshake ever went to stdout
-    work = next(ln.split("job folders under ", 1)[1].strip() for ln in s.stderr().splitlines()
-                if "job folders under " in ln)
+    work = next(
+        ln.split("job folders under ", 1)[1].strip() for ln in s.stderr().splitlines() if "job folders under " in ln
+    )
     assert "pixie-service-" in work and not Path(work).exists()  # the service's temporary folder is gone
     c.close()
 
@@ -331,8 +349,15 @@ def test_missing_model_files_are_named(tmp_path):
 
 
 def _serve(*args, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pixie_backend", "serve", *args], capture_output=True, text=True,
-                          timeout=120, env=child_env(env), stdin=subprocess.DEVNULL, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "pixie_backend", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=child_env(env),
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
 
 
 def test_remote_mode_needs_the_flag_and_a_token():
@@ -349,10 +374,27 @@ def test_remote_mode_needs_the_flag_and_a_token():
 def test_remote_mode_serves_with_the_users_token_and_never_logs_it(service_data, tmp_path):
     token = "remote-token-" + "9" * 20
     err = open(tmp_path / "err.txt", "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "pixie_backend", "serve", "--remote", "--host", "127.0.0.1",
-                             "--port", "0", "--data-dir", str(service_data)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT,
-                            env=child_env({"PIXIE_SERVICE_TOKEN": token}))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pixie_backend",
+            "serve",
+            "--remote",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--data-dir",
+            str(service_data),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=err,
+        text=True,
+        cwd=ROOT,
+        env=child_env({"PIXIE_SERVICE_TOKEN": token}),
+    )
     try:
         port = None
         deadline = time.monotonic() + 120

@@ -58,13 +58,15 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def start_server(data_dir: Path | str, *args: str, stderr_path: Path, timeout: float = 120.0,
-                 env: dict[str, str] | None = None) -> Served:
+def start_server(
+    data_dir: Path | str, *args: str, stderr_path: Path, timeout: float = 120.0, env: dict[str, str] | None = None
+) -> Served:
     """Start ``serve`` in local mode and wait for its handshake line."""
     cmd = [sys.executable, "-m", "pixie_backend", "serve", "--data-dir", str(data_dir), *args]
     err = open(stderr_path, "w", encoding="utf-8")  # noqa: SIM115 - owned by the process's lifetime
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, cwd=ROOT,
-                            env=child_env(env), text=True)
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, cwd=ROOT, env=child_env(env), text=True
+    )
     box: list[str] = []
     reader = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)
     reader.start()

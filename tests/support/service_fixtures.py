@@ -10,8 +10,20 @@ import pytest
 from tests.support.service import start_server, wait_ready
 
 #: Limits small enough to test with small images.
-LIMITS = ("--max-upload-mb", "3", "--max-megapixels", "1", "--max-images", "8", "--max-queued-jobs", "24",
-          "--max-running-jobs", "8", "--max-wait", "0.5")
+LIMITS = (
+    "--max-upload-mb",
+    "3",
+    "--max-megapixels",
+    "1",
+    "--max-images",
+    "8",
+    "--max-queued-jobs",
+    "24",
+    "--max-running-jobs",
+    "8",
+    "--max-wait",
+    "0.5",
+)
 
 
 @pytest.fixture(scope="session")
