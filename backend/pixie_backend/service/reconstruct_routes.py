@@ -98,7 +98,7 @@ async def submit_reconstruct(
 
     def factory(ctx: JobContext) -> ReconstructJob:
         options = ReconstructOptions(out_dir=ctx.out_dir, write_objs=write_objs, resume=False,
-                                     max_pixels=limits.max_pixels, detector=detector, lock_wait=0)
+                                     max_pixels=limits.max_pixels, detector=st.models.detector(detector), lock_wait=0)
         return ReconstructJob(ctx.engine, sources, options, batcher=ctx.batcher, job_id=ctx.job_id)
 
     job = st.registry.submit(KIND, factory, total=len(sources),
