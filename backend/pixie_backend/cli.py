@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "fetch_data",
     "selftest",
     "make_synthetic",
+    "serve",
 )
 
 

@@ -304,13 +304,25 @@ class ResultData(HeaderFile):
 
     def find_source_image(self) -> Path | None:
         """The source photo: its path as given (absolute or relative to the result), else a file
-        of the same name next to the result."""
+        of the same name next to the result, else the photo a ``<stem>.pixie-source.json`` beside
+        the result records (results of Reconstruct from Image)."""
         raw = self.source.get("path")
         candidates: list[Path] = []
         if isinstance(raw, str) and raw:
             p = Path(raw)
             candidates.append(p if p.is_absolute() else self.path.parent / p)
             candidates.append(self.path.parent / p.name)
+        # Reconstruct from Image uploads the photo (the header names the upload); the add-on
+        # records the local photo beside the result: <stem>.pixie-source.json {"image": path}
+        stem = self.path.name[: -len(".pixie.npz")] if self.path.name.endswith(".pixie.npz") else self.path.stem
+        record = self.path.with_name(f"{stem}.pixie-source.json")
+        if record.is_file():
+            try:
+                image = json.loads(record.read_text(encoding="utf-8")).get("image")
+            except (OSError, ValueError, AttributeError):
+                image = None
+            if isinstance(image, str) and image:
+                candidates.append(Path(image))
         for c in candidates:
             if c.is_file():
                 return c.resolve()

@@ -9,6 +9,8 @@ Creates, in the repository root:
   Blender (the add-on needs no torch), and this project installed without its dependencies (the
   tests' synthetic mannequin is numpy only).
 
+(the backend's dependencies, FastAPI and uvicorn for ``serve`` included, and the ``dev`` extra with
+httpx and schemathesis for the service tests come from ``pyproject.toml``)
 and finally runs ``pixie-backend selftest`` (the whole pipeline on random weights and synthetic
 assets). Re-running it is cheap: pip skips what is already installed.
 """
