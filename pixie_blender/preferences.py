@@ -46,6 +46,25 @@ PLACEMENT_ITEMS = (
 )
 
 
+DETECTOR_ITEMS = (
+    ("auto", "Automatic", "mediapipe when installed, else OpenCV's face cascade"),
+    ("mediapipe", "MediaPipe", "MediaPipe's person detector (finds every person)"),
+    ("opencv", "OpenCV", "OpenCV's face cascade (cruder)"),
+    ("none", "None (whole image)", "No detector: each image is one person, cropped already"),
+)
+DEVICE_ITEMS = (
+    ("AUTO", "Automatic", "The GPU if the backend's torch can use one, else the CPU"),
+    ("CPU", "CPU", "The processor"),
+    ("CUDA", "CUDA", "An NVIDIA GPU"),
+    ("MPS", "Apple GPU", "Apple Silicon (MPS)"),
+)
+PRECISION_ITEMS = (
+    ("fp32", "Full (fp32)", "Exact numbers; the only choice on the CPU"),
+    ("bf16", "bf16", "Faster encoders on a recent NVIDIA GPU"),
+    ("fp16", "fp16", "Faster encoders on older NVIDIA GPUs"),
+)
+
+
 class PIXIE_AP_preferences(bpy.types.AddonPreferences):
     bl_idname = ADDON_PACKAGE
 
@@ -96,6 +115,24 @@ class PIXIE_AP_preferences(bpy.types.AddonPreferences):
         name="Token",
         subtype="PASSWORD",
         description="The token the remote backend was started with. Stored in Blender's preferences",
+    )
+    reconstruct_detector: EnumProperty(
+        name="Detector",
+        items=DETECTOR_ITEMS,
+        default="auto",
+        description="How Reconstruct from Image finds the people in a photo",
+    )
+    backend_device: EnumProperty(
+        name="Device",
+        items=DEVICE_ITEMS,
+        default="AUTO",
+        description="Where the local backend runs the networks (a change restarts it on the next reconstruction)",
+    )
+    backend_precision: EnumProperty(
+        name="Precision",
+        items=PRECISION_ITEMS,
+        default="fp32",
+        description="Precision of the networks on a GPU (a change restarts the local backend)",
     )
     data_dir: StringProperty(
         name="Model Data Folder",

@@ -24,6 +24,7 @@ MODULES: tuple[str, ...] = (
     "operators.data_setup",
     "ui.data_setup",
     "operators.backend",
+    "operators.reconstruct",
 )
 
 _registered: list = []

@@ -11,6 +11,8 @@ import os
 import shutil
 import tempfile
 
+pytest_plugins = ["tests.support.service_fixtures"]
+
 _SESSION_DIR = tempfile.mkdtemp(prefix="pixie-tests-")
 for _var, _sub in (("BLENDER_USER_RESOURCES", "blender-user"), ("XDG_CACHE_HOME", "xdg-cache")):
     os.environ[_var] = os.path.join(_SESSION_DIR, _sub)

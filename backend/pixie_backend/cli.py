@@ -17,10 +17,12 @@ from . import __version__
 
 COMMAND_MODULES: tuple[str, ...] = (
     "reconstruct",
+    "reconstruct_video",
     "doctor",
     "fetch_data",
     "selftest",
     "make_synthetic",
+    "serve",
 )
 
 

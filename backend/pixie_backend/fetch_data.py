@@ -90,7 +90,7 @@ from .assets import (
     DownloadSpec,
     sha256_file,
 )
-from .atomic import atomic_write
+from .atomic import atomic_write, remove_temps
 from .locking import FolderBusy, folder_lock
 
 log = logging.getLogger(__name__)
@@ -822,14 +822,7 @@ class FolderLock:
 
 def remove_stale_temps(folder: Path) -> list[str]:
     """Deletes leftover ``.pixie-fetch-*.tmp`` files of a killed run (call with the lock held)."""
-    removed = []
-    for p in folder.glob(f"{TEMP_PREFIX}*.tmp"):
-        try:
-            p.unlink()
-            removed.append(p.name)
-        except OSError:
-            pass
-    return removed
+    return remove_temps(folder, TEMP_PREFIX)
 
 
 # --------------------------------------------------------------------------------------------------

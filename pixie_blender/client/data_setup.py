@@ -2,8 +2,10 @@
 
 Standard library only (no ``bpy``), so it is unit-tested in plain Python. The add-on never
 imports ``pixie_backend``: it runs ``[backend_python, "-m", "pixie_backend", ...]`` as a child
-process (no shell), reads JSON lines from its stdout on a reader thread into a queue, and the
-Blender side drains the queue from a modal timer (:meth:`FetchJob.poll`).
+process (no shell). ``fetch-data`` runs as a :class:`~.supervisor.BackendProcess` without a
+handshake (the one child-process class of the add-on: reader threads, a stderr tail, stop
+escalation); its JSON lines are parsed here into a :class:`FetchProgress` when the Blender side
+polls (:meth:`FetchJob.poll`, from a modal timer).
 
 Credentials: :meth:`FetchJob.start` writes them once, as one JSON line, to the child's stdin and
 keeps no reference to them; stdin then stays open so that :meth:`FetchJob.cancel` can send a
@@ -17,7 +19,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import queue
 import subprocess
 import threading
 import time
@@ -26,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import processes
 from .protocol import ProtocolError, parse_event
+from .supervisor import BackendProcess, SupervisorError
 
 #: The ``doctor --json`` schema this client understands.
 DOCTOR_SCHEMA = 1
@@ -60,20 +63,13 @@ def backend_command(backend_python: str | os.PathLike, *args: str) -> list[str]:
 
 
 def _child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("PYTHONHOME", None)  # Blender's, if set, is wrong for another interpreter
-    env["PYTHONIOENCODING"] = "utf-8"
-    env["PYTHONUNBUFFERED"] = "1"
-    if extra:
-        env.update(extra)
-    return env
+    """The child's environment (:func:`processes.child_env`; a user's own environment may rely on
+    ``PYTHONPATH``, so it is kept)."""
+    return processes.child_env(extra, keep_pythonpath=True)
 
 
 def _popen_kwargs() -> dict[str, Any]:
-    kw: dict[str, Any] = {"encoding": "utf-8", "errors": "replace"}
-    if os.name == "nt":
-        kw["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0)
-    return kw
+    return processes.popen_kwargs()
 
 
 def check_backend_python(backend_python: str | os.PathLike | None) -> Path:
@@ -327,12 +323,8 @@ class FetchJob:
         self.only = list(only or [])
         self.env = dict(env or {})
         self.progress = FetchProgress()
-        self.proc: subprocess.Popen | None = None
-        self._events: queue.Queue = queue.Queue()
-        self._stderr_tail: collections.deque = collections.deque(maxlen=40)
-        self._threads: list[threading.Thread] = []
-        self._stdout_closed = threading.Event()
-        self._cancel_at: float | None = None
+        self.proc: BackendProcess | None = None
+        self._cancelled = False
         self._finished = False
         self._got_done = False
         self._protocol_error: str | None = None
@@ -353,57 +345,18 @@ class FetchJob:
         """
         if self.proc is not None:
             raise RuntimeError("job already started")
+        proc = BackendProcess(self.command(), env=_child_env(self.env), handshake=False, stderr_lines=40)
         try:
-            self.proc = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=_child_env(self.env),
-                **_popen_kwargs(),
-            )
-        except OSError as exc:
-            raise BackendError(
-                f"Cannot run the backend Python {self.python}: {exc.strerror or exc}"
-            ) from None
-        for target, stream in ((self._read_stdout, self.proc.stdout), (self._read_stderr, self.proc.stderr)):
-            t = threading.Thread(target=target, args=(stream,), daemon=True, name="pixie-fetch-reader")
-            t.start()
-            self._threads.append(t)
+            proc.start()
+        except SupervisorError:
+            raise BackendError(f"Cannot run the backend Python {self.python}.") from None
+        self.proc = proc
         document = {k: {"username": u, "password": p} for k, (u, p) in credentials.items()}
         try:
-            self.proc.stdin.write(json.dumps(document) + "\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError):
-            pass  # the child died at once; poll() reports its stderr
+            proc.send(json.dumps(document))  # False if the child died at once: poll() reports its stderr
         finally:
             document.clear()
         self.progress.state = "running"
-
-    # -- reader threads (no bpy here)
-
-    def _read_stdout(self, stream) -> None:
-        try:
-            for line in stream:
-                try:
-                    event = parse_event(line)
-                except ProtocolError as exc:
-                    if "schema" in str(exc) and self._protocol_error is None:
-                        self._protocol_error = str(exc)
-                    event = {"event": "message", "level": "info", "text": line.strip()[:500], "details": {}}
-                if event is not None:
-                    self._events.put(event)
-        except (OSError, ValueError):
-            pass
-        finally:
-            self._stdout_closed.set()
-
-    def _read_stderr(self, stream) -> None:
-        try:
-            for line in stream:
-                self._stderr_tail.append(line.rstrip()[:500])
-        except (OSError, ValueError):
-            pass
 
     # -- main-thread API
 
@@ -411,19 +364,24 @@ class FetchJob:
     def finished(self) -> bool:
         return self._finished
 
+    def _parse(self, line: str) -> dict | None:
+        try:
+            return parse_event(line)
+        except ProtocolError as exc:
+            if "schema" in str(exc) and self._protocol_error is None:
+                self._protocol_error = str(exc)
+            return {"event": "message", "level": "info", "text": line.strip()[:500], "details": {}}
+
     def poll(self) -> list[dict]:
         """Drains the events received so far and updates :attr:`progress`; call it often."""
-        events = []
-        while True:
-            try:
-                events.append(self._events.get_nowait())
-            except queue.Empty:
-                break
+        if self.proc is None:
+            return []
+        events = [ev for ev in map(self._parse, self.proc.lines()) if ev is not None]
         for ev in events:
             self._apply(ev)
-        if self.proc is not None and not self._finished:
-            self._check_cancel_escalation()
-            if self._stdout_closed.is_set() and self._events.empty() and self.proc.poll() is not None:
+        if not self._finished:
+            self.proc.poll()  # escalates a cancel the child ignores
+            if self.proc.done:
                 self._finish(self.proc.returncode)
         return events
 
@@ -440,51 +398,22 @@ class FetchJob:
 
     def cancel(self) -> None:
         """Asks the child to stop (clean exit, partial downloads kept for a later resume)."""
-        if self.proc is None or self._finished or self._cancel_at is not None:
+        if self.proc is None or self._finished or self._cancelled:
             return
-        self._cancel_at = time.monotonic()
+        self._cancelled = True
         self.progress.text = "Cancelling…"
-        try:
-            self.proc.stdin.write("cancel\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError):
-            pass
-
-    def _check_cancel_escalation(self) -> None:
-        if self._cancel_at is None or self.proc.poll() is not None:
-            return
-        waited = time.monotonic() - self._cancel_at
-        if waited > 2 * self.CANCEL_GRACE:
-            self.proc.kill()
-        elif waited > self.CANCEL_GRACE:
-            self.proc.terminate()
+        self.proc.request_stop("cancel", grace=self.CANCEL_GRACE)
 
     def close(self) -> None:
-        """Closes pipes; kills a child that still runs (e.g. the add-on is being disabled)."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            try:
-                if stream is not None:
-                    stream.close()
-            except OSError:
-                pass
+        """Stops a child that still runs (e.g. the add-on is being disabled) and closes its pipes."""
+        if self.proc is not None:
+            self.proc.stop(timeout=5.0)
 
     def _finish(self, code: int | None) -> None:
         self._finished = True
         p = self.progress
         p.exit_code = code
-        try:
-            self.proc.stdin.close()
-        except (OSError, ValueError):
-            pass
-        if p.error_kind == "cancelled" or (self._cancel_at is not None and code not in (0, 1)):
+        if p.error_kind == "cancelled" or (self._cancelled and code not in (0, 1)):
             p.state = "cancelled"
             p.text = "Cancelled; partial downloads are kept and resumed next time."
             p.error_kind = p.error_kind or "cancelled"
@@ -505,7 +434,7 @@ class FetchJob:
         else:
             p.state = "failed"
             p.error_kind = "backend"
-            p.error_message = _explain_failure("\n".join(self._stderr_tail), code)
+            p.error_message = _explain_failure("\n".join(self.proc.stderr_tail()), code)
             p.text = f"Failed: {p.error_message}"
 
     def _apply(self, ev: dict) -> None:

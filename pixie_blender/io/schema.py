@@ -242,17 +242,14 @@ class PersonData:
     displacement_uv: np.ndarray | None = None  # (H, W) float32 metres
 
 
-@dataclass
-class ResultData:
-    """A validated result file (all persons)."""
+class HeaderFile:
+    """What result and sequence files share: their ``path``, the JSON ``header`` and what it says about
+    the source and the model package. Subclasses name their file suffixes and default name."""
 
     path: Path
     header: dict[str, Any]
-    persons: list[PersonData] = field(default_factory=list)
-
-    @property
-    def version(self) -> Any:
-        return self.header.get("version")
+    SUFFIXES: tuple[str, ...] = (".npz",)
+    DEFAULT_NAME = "pixie"
 
     @property
     def source(self) -> dict[str, Any]:
@@ -261,14 +258,14 @@ class ResultData:
 
     @property
     def source_name(self) -> str:
-        """Name for the avatars: the source image's stem, else the result file's stem."""
+        """Name for the avatars: the source's name, else the file's stem."""
         name = self.source.get("name")
         if isinstance(name, str) and name.strip():
             return name.strip()
         stem = self.path.name
-        for suffix in (".pixie.npz", ".npz"):
+        for suffix in self.SUFFIXES:
             if stem.endswith(suffix):
-                return stem[: -len(suffix)] or "pixie"
+                return stem[: -len(suffix)] or self.DEFAULT_NAME
         return stem
 
     @property
@@ -281,22 +278,51 @@ class ResultData:
         return name if isinstance(name, str) and name else None
 
     @property
-    def num_vertices(self) -> int:
-        return int(self.persons[0].vertices.shape[0]) if self.persons else 0
-
-    @property
     def synthetic(self) -> bool:
         return bool(self.header.get("synthetic", False))
 
+
+@dataclass
+class ResultData(HeaderFile):
+    """A validated result file (all persons)."""
+
+    SUFFIXES = (".pixie.npz", ".npz")
+
+    path: Path
+    header: dict[str, Any]
+    persons: list[PersonData] = field(default_factory=list)
+
+    @property
+    def version(self) -> Any:
+        return self.header.get("version")
+
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.persons[0].vertices.shape[0]) if self.persons else 0
+
+
     def find_source_image(self) -> Path | None:
         """The source photo: its path as given (absolute or relative to the result), else a file
-        of the same name next to the result."""
+        of the same name next to the result, else the photo a ``<stem>.pixie-source.json`` beside
+        the result records (results of Reconstruct from Image)."""
         raw = self.source.get("path")
         candidates: list[Path] = []
         if isinstance(raw, str) and raw:
             p = Path(raw)
             candidates.append(p if p.is_absolute() else self.path.parent / p)
             candidates.append(self.path.parent / p.name)
+        # Reconstruct from Image uploads the photo (the header names the upload); the add-on
+        # records the local photo beside the result: <stem>.pixie-source.json {"image": path}
+        stem = self.path.name[: -len(".pixie.npz")] if self.path.name.endswith(".pixie.npz") else self.path.stem
+        record = self.path.with_name(f"{stem}.pixie-source.json")
+        if record.is_file():
+            try:
+                image = json.loads(record.read_text(encoding="utf-8")).get("image")
+            except (OSError, ValueError, AttributeError):
+                image = None
+            if isinstance(image, str) and image:
+                candidates.append(Path(image))
         for c in candidates:
             if c.is_file():
                 return c.resolve()

@@ -22,6 +22,7 @@ import numpy as np
 
 from .constants import JOINT_NAMES, NUM_EXPRESSION, NUM_JOINTS, SEQUENCE_FORMAT
 from .schema import (
+    HeaderFile,
     PackageData,
     PixieFormatError,
     _Archive,
@@ -107,8 +108,11 @@ class TrackData:
 
 
 @dataclass
-class SequenceData:
+class SequenceData(HeaderFile):
     """A validated sequence result file."""
+
+    SUFFIXES = (SEQUENCE_SUFFIX, ".npz")
+    DEFAULT_NAME = "clip"
 
     path: Path
     header: dict[str, Any]
@@ -123,35 +127,6 @@ class SequenceData:
     @property
     def num_frames(self) -> int:
         return len(self.frame_index)
-
-    @property
-    def source(self) -> dict[str, Any]:
-        src = self.header.get("source")
-        return src if isinstance(src, dict) else {}
-
-    @property
-    def source_name(self) -> str:
-        name = self.source.get("name")
-        if isinstance(name, str) and name.strip():
-            return name.strip()
-        stem = self.path.name
-        for suffix in (SEQUENCE_SUFFIX, ".npz"):
-            if stem.endswith(suffix):
-                return stem[: -len(suffix)] or "clip"
-        return stem
-
-    @property
-    def package_sha256(self) -> str:
-        return self.header["model"]["package"]["sha256"]
-
-    @property
-    def package_file(self) -> str | None:
-        name = self.header["model"]["package"].get("file")
-        return name if isinstance(name, str) and name else None
-
-    @property
-    def synthetic(self) -> bool:
-        return bool(self.header.get("synthetic", False))
 
     def _resolve(self, raw: str | None) -> Path | None:
         if not raw:

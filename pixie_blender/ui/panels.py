@@ -1,6 +1,10 @@
-"""Sidebar (View3D ▸ N ▸ PIXIE) and the drag-and-drop file handler."""
+"""Sidebar (View3D ▸ N ▸ PIXIE): Reconstruct from Image with its progress, the backend and
+model-file status and the main options; Import Result; the selected avatar's tools. And the
+drag-and-drop file handler for results (the one for photos is in ``operators/reconstruct.py``)."""
 
 from __future__ import annotations
+
+import textwrap
 
 import bpy
 
@@ -13,6 +17,104 @@ def _parts(context):
     return avatar_parts(context.active_object)
 
 
+def backend_status(context) -> tuple[str, str, str]:
+    """(state, one line, icon) of the backend for the sidebar: "missing" (not installed), "remote",
+    "stopped", "starting", "ready" (on device X), "busy" or "failed"."""
+    from ..operators import backend as backend_ops
+    from ..operators import reconstruct as rec
+
+    prefs = backend_ops.addon_preferences(context)
+    task = rec.STATE.task
+    if task is not None and task.progress.state not in ("connecting", "starting"):
+        device = f" on {task.progress.device.upper()}" if task.progress.device else ""
+        return "busy", f"Busy{device}", "SORTTIME"
+    if prefs is not None and prefs.remote_enabled:
+        return "remote", f"Remote backend: {prefs.remote_url}", "URL"
+    sup = backend_ops.STATE.supervisor
+    proc = sup.process if sup is not None else None
+    if proc is not None:
+        proc.poll()
+        if proc.error is not None:
+            return "failed", str(proc.error), "ERROR"
+        if proc.alive and proc.handshake is not None:
+            return "ready", f"Ready on {proc.handshake.device.upper() or 'CPU'}", "CHECKMARK"
+        if proc.alive:
+            return "starting", "Starting…", "SORTTIME"
+    if backend_ops.effective_backend(context)[2] == "none":
+        return "missing", "Not installed", "ERROR"
+    return "stopped", "Stopped (starts on the first reconstruction)", "PAUSE"
+
+
+def model_status(context) -> tuple[str, str] | None:
+    """(icon, line) about the model files, from the last check (None: not checked yet)."""
+    from ..operators import data_setup
+
+    status = data_setup.STATE.status
+    if status is None:
+        return None
+    if status.complete:
+        return ("CHECKMARK", "Model files: ready" + (" (synthetic)" if status.synthetic else ""))
+    missing = [a.filename for a in status.assets if not a.present and a.need == "required"]
+    return ("ERROR", "Missing model files: " + ", ".join(missing))
+
+
+def draw_reconstruct(layout, context) -> None:
+    """Reconstruct from Image, its progress, the backend and model-file status, the main options."""
+    from ..operators import backend as backend_ops
+    from ..operators import reconstruct as rec
+
+    prefs = get_preferences(context)
+    box = layout.box()
+    running = rec.STATE.task is not None
+    row = box.row(align=True)
+    row.scale_y = 1.4
+    row.enabled = not running
+    row.operator("pixie.reconstruct", icon="OUTLINER_OB_ARMATURE", text="Reconstruct from Image")
+    progress = rec.STATE.progress()
+    if running and progress is not None:
+        row = box.row(align=True)
+        row.progress(factor=progress.fraction, type="BAR", text=progress.text[:120])
+        row.operator("pixie.reconstruct_cancel", text="", icon="CANCEL")
+    elif rec.STATE.report is not None:
+        level, text = rec.STATE.report
+        col = box.column(align=True)
+        col.alert = level == "ERROR"
+        icon = {"ERROR": "ERROR", "WARNING": "INFO"}.get(level, "CHECKMARK")
+        for i, line in enumerate(textwrap.wrap(text, 48)[:6]):
+            col.label(text=line, icon=icon if i == 0 else "BLANK1")
+
+    state, line, icon = backend_status(context)
+    col = box.column(align=True)
+    col.label(text=f"Backend: {line}"[:120], icon=icon)
+    row = col.row(align=True)
+    if state == "missing":
+        row.operator("pixie.backend_install", text="Install Backend", icon="IMPORT")
+    else:
+        sub = row.row(align=True)
+        sub.enabled = backend_ops.STATE.check is None and backend_ops.STATE.job is None and state != "remote"
+        sub.operator("pixie.backend_check", text="Check Backend", icon="FILE_REFRESH")
+    row.operator("pixie.open_setup", text="Set-up", icon="PREFERENCES")
+    files = model_status(context)
+    if files is None:
+        col.operator("pixie.data_check", text="Check Model Files", icon="FILE_REFRESH")
+    else:
+        sub = col.column(align=True)
+        sub.alert = files[0] == "ERROR"
+        for i, part in enumerate(textwrap.wrap(files[1], 48)[:3]):
+            sub.label(text=part, icon=files[0] if i == 0 else "BLANK1")
+        if files[0] == "ERROR":
+            col.operator("pixie.open_setup", text="Set up model files", icon="URL")
+    if prefs is not None:
+        opts = box.column(align=True)
+        opts.use_property_split = True
+        opts.use_property_decorate = False
+        opts.prop(prefs, "reconstruct_detector")
+        sub = opts.column(align=True)
+        sub.active = not prefs.remote_enabled
+        sub.prop(prefs, "backend_device")
+        sub.prop(prefs, "backend_precision")
+
+
 class PIXIE_PT_main(bpy.types.Panel):
     bl_idname = "PIXIE_PT_main"
     bl_label = "PIXIE"
@@ -22,6 +124,7 @@ class PIXIE_PT_main(bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
+        draw_reconstruct(layout, context)
         row = layout.row(align=True)
         row.operator("pixie.import_result", icon="IMPORT", text="Import Result")
         row.operator("pixie.import_sequence", icon="SEQUENCE", text="Image Sequence")

@@ -68,6 +68,29 @@ def test_cancelled_stream_drops_its_waiting_work(engine):
     batcher.close()
 
 
+def test_urgent_work_runs_at_once_ahead_of_waiting_work(engine):
+    """The sequence job's proposals: an urgent image does not wait for a full batch (the stream
+    that would fill it stays open), and goes ahead of the images already waiting."""
+    from pixie_backend.runtime.batcher import Batcher
+
+    batcher = Batcher(engine, batch_size=64, max_wait=None)
+    waiting = batcher.stream("frames")  # stays open: without urgency nothing would run
+    queued = [waiting.submit(*_crops(k, 1)) for k in range(2)]
+    now = batcher.stream("proposal")
+    fut = now.submit(*_crops(7, 1), urgent=True)
+    now.close()
+    out, _ = fut.result(timeout=120)
+    assert out.vertices.shape[0] == 1
+    assert batcher.batch_sizes == [3]  # one batch at once: the urgent image first, filled with the waiting ones
+    x, xh = _crops(7, 1)
+    torch.testing.assert_close(out.vertices, engine.infer(x, xh).vertices, atol=1e-4, rtol=0)
+    for k, f in enumerate(queued):
+        torch.testing.assert_close(f.result(timeout=10)[0].vertices, engine.infer(*_crops(k, 1)).vertices,
+                                   atol=1e-4, rtol=0)
+    waiting.close()
+    batcher.close()
+
+
 def test_job_from_image_bytes_and_cancel(engine, astronaut, tmp_path):
     """The service's case: encoded uploads, no paths; a job cancelled after its first image keeps
     that image committed and stops."""

@@ -129,6 +129,20 @@ def _run(model: PixieModel, crops) -> dict[str, torch.Tensor]:
     }
 
 
+@pytest.fixture(scope="module")
+def outputs(parity_assets, crops):
+    """``outputs(dtype, convention, speed)``: :func:`_run` of that model, computed once per module."""
+    cache: dict[tuple[str, str, str], dict] = {}
+
+    def get(dtype: str, convention: str = "kornia09", speed: str = "exact") -> dict:
+        key = (dtype, convention, speed)
+        if key not in cache:
+            cache[key] = _run(_model(parity_assets, dtype, convention, speed), crops)
+        return cache[key]
+
+    return get
+
+
 def _relative_errors(ours: dict, want: dict) -> dict[str, float]:
     report = {}
     for key, value in ours.items():
@@ -175,10 +189,10 @@ def _margins(assets, ours: dict) -> dict:
 
 @pytest.mark.parametrize("convention", CONVENTIONS)
 @pytest.mark.parametrize("speed", ["exact", "fast"])
-def test_matches_official_outputs_in_float64(convention, speed, parity_assets, crops):
+def test_matches_official_outputs_in_float64(convention, speed, parity_assets, outputs):
     ref = dict(np.load(DATA / f"official_{convention}.npz"))
     assert json.loads(str(ref["meta"]))["dtype"] == "float64"
-    ours = _run(_model(parity_assets, "float64", convention, speed), crops)
+    ours = outputs("float64", convention, speed)
     report = _relative_errors(ours, ref)
     margins = _margins(parity_assets, ours) if speed == "exact" else None
     _write_artifact(f"parity_{convention}_{speed}.json", {
@@ -194,18 +208,17 @@ def test_matches_official_outputs_in_float64(convention, speed, parity_assets, c
         assert margins["hand_threshold_margin"] > 1e-4 and margins["check_pose_margin_rad"] > 1e-4, margins
 
 
-def test_wrong_convention_is_caught(parity_assets, crops):
+def test_wrong_convention_is_caught(outputs):
     """The test can tell the two part-crop conventions apart (by far more than the tolerance)."""
-    ours = _run(_model(parity_assets, "float64", "kornia09"), crops)
+    ours = outputs("float64", "kornia09")
     report = _relative_errors(ours, dict(np.load(DATA / "official_kornia_legacy.npz")))
     assert max(report.values()) > 1e-3, _fail_message(report)
 
 
-def test_fast_equals_exact_in_float64(parity_assets, crops):
+def test_fast_equals_exact_in_float64(outputs):
     """Batch-norm folding and channels-last change nothing but rounding: proved in float64 (in
     float32 the random part networks amplify rounding, so only a loose bound would hold)."""
-    exact = _run(_model(parity_assets, "float64", speed="exact"), crops)
-    fast = _run(_model(parity_assets, "float64", speed="fast"), crops)
+    exact, fast = outputs("float64", speed="exact"), outputs("float64", speed="fast")
     report = _relative_errors(fast, {k: v.numpy() for k, v in exact.items() if not k.startswith("_")})
     _write_artifact("fast_vs_exact_float64.json", {"relative_error": report, "tolerance": TOLERANCE})
     worst = max(report, key=report.get)
@@ -232,14 +245,14 @@ def _body_path(model: PixieModel, crops) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("speed", ["exact", "fast"])
-def test_float32_against_float64(speed, parity_assets, crops):
+def test_float32_against_float64(speed, parity_assets, crops, outputs):
     """The float32 product against the project's own float64 result (= the official numbers to
     1e-12): tight on the well-conditioned body path, looser where the part crops amplify rounding."""
     m64, m32 = _model(parity_assets, "float64", speed=speed), _model(parity_assets, "float32", speed=speed)
     body64 = {k: v.numpy() for k, v in _body_path(m64, crops).items()}
     body = _relative_errors(_body_path(m32, crops), body64)
-    full64 = {k: v.numpy() for k, v in _run(m64, crops).items() if not k.startswith("_")}
-    full = _relative_errors(_run(m32, crops), full64)
+    full64 = {k: v.numpy() for k, v in outputs("float64", speed=speed).items() if not k.startswith("_")}
+    full = _relative_errors(outputs("float32", speed=speed), full64)
     _write_artifact(f"float32_vs_float64_{speed}.json", {"body_path": body, "all_outputs": full,
                                                          "tolerances": [F32_BODY_TOLERANCE, F32_ALL_TOLERANCE]})
     assert max(body.values()) <= F32_BODY_TOLERANCE, _fail_message(body)

@@ -1,7 +1,7 @@
 """The artist's path, for real and headless: a full (offline) extension zip built from this
 repository by the release code, installed through Blender's extension system, then "Install
 Backend" from its own wheelhouse with ``--no-index`` (no network), then Check Backend, and the
-backend starts from the new environment (``doctor --json`` and ``selftest``).
+backend starts from the new environment (``doctor --json``, ``selftest`` and ``serve`` with its handshake).
 
 The wheelhouse is filled with ``pip download`` at test time (torch 2.13.0 CPU from the machine's
 wheel folder, the rest from the package registry or pip's cache). Slow (about 3 minutes on two
@@ -143,3 +143,21 @@ def test_full_zip_install_backend_offline_then_the_backend_starts(full_zip, tmp_
     )
     assert selftest.returncode == 0, selftest.stdout[-3000:] + selftest.stderr[-3000:]
     assert "[FAIL]" not in selftest.stdout and "mediapipe" in selftest.stdout
+
+    # the service starts from the new environment as the add-on starts it (handshake, then HTTP)
+    from pixie_blender.client.service_client import ServiceClient
+    from pixie_blender.client.supervisor import BackendProcess, backend_command
+
+    serve = BackendProcess(
+        backend_command(python, "serve", "--data-dir", str(tmp_path / "data"), isolated=True),
+        env=clean,
+        addon_version="0.1.0",
+    )
+    serve.start()
+    try:
+        hs = serve.wait_ready(300)
+        health = ServiceClient(f"http://127.0.0.1:{hs.port}", hs.token).health()
+        assert hs.backend_version == "0.1.0" and health["version"] == "0.1.0"
+        assert health["model"]["state"] in ("loading", "missing")
+    finally:
+        assert serve.stop(timeout=30) == 0

@@ -29,11 +29,12 @@ from tests.support.fake_mpi_server import (
 
 
 def _backend_python() -> str:
-    """This interpreter if it has pixie_backend, else the main venv's (e.g. under .venv-bpy42)."""
+    """This interpreter if it runs pixie_backend, else the main venv's (e.g. under .venv-bpy42, where
+    the project is installed without its dependencies)."""
     import importlib.util
     from pathlib import Path
 
-    if importlib.util.find_spec("pixie_backend") is not None:
+    if all(importlib.util.find_spec(m) is not None for m in ("pixie_backend", "torch", "yaml")):
         return sys.executable
     sub, exe = ("Scripts", "python.exe") if sys.platform == "win32" else ("bin", "python")
     main = Path(__file__).resolve().parents[2] / ".venv" / sub / exe

@@ -129,6 +129,50 @@ def test_a_proposal_on_background_is_rejected_and_proposing_stops():
     assert len(t.proposals(6)) == 1
 
 
+def test_a_detected_person_is_not_proposed_again():
+    """A detection box a little inside the person's keypoints covers the prediction (84 %): no
+    proposal, although the proposal box, 10 % larger on every side, is covered only 58 % (it would
+    be run again beside the detection if the margin were tested). A detection elsewhere leaves the
+    proposal."""
+    kp = np.array([[100.0, 100.0], [200.0, 400.0], [150.0, 250.0]])
+    t = Tracker()
+    t.update(0, [Candidate(np.zeros(4), kp, "detector")])
+    detection = np.array([[105.0, 110.0, 195.0, 390.0]])
+    assert t.proposals(1, detection) == []
+    (prop,) = t.proposals(1, detection + 300.0)
+    np.testing.assert_allclose(prop.box, [90.0, 70.0, 210.0, 430.0])
+
+
+def test_a_track_continued_by_a_detection_proposes_nothing():
+    """When the detections' results are in, a track that one of them continues proposes nothing,
+    even where its box does not cover the prediction (keypoints that sit low in their box); the
+    other tracks still propose."""
+    a = np.array([[100.0, 100.0], [200.0, 400.0], [150.0, 250.0]])
+    b = a + [300.0, 0.0]
+    t = Tracker()
+    t.update(0, [Candidate(np.zeros(4), a, "detector"), Candidate(np.zeros(4), b, "detector")])
+    low = np.array([[100.0, 250.0, 200.0, 550.0]])  # a's detection box, misplaced
+    assert {p.track_id for p in t.proposals(1, low)} == {0, 1}
+    assert [p.track_id for p in t.proposals(1, low, a[None] + 2.0)] == [1]
+
+
+def test_rejected_proposals_stop_after_max_rejected():
+    """A person who left the picture: the track's proposals come back unlike it; after
+    max_rejected such frames it stops proposing (no network run per frame for nobody), and a
+    match makes it propose again."""
+    kp = np.array([[100.0, 100.0], [140.0, 260.0], [120.0, 180.0]])
+    elsewhere = kp + 200.0
+    t = Tracker(TrackerConfig(max_rejected=3))
+    t.update(0, [Candidate(np.zeros(4), kp, "detector")])
+    for k in (1, 2, 3):
+        (prop,) = t.proposals(k)
+        assert t.update(k, [Candidate(prop.box, elsewhere, "proposal", prop.track_id)]) == [None]
+    assert t.proposals(4) == []
+    assert Tracker.from_state(t.state_dict()).proposals(4) == []  # the count survives a resume
+    assert t.update(4, [Candidate(np.zeros(4), kp, "detector")]) == [0]
+    assert len(t.proposals(5)) == 1
+
+
 def test_state_round_trip_resumes_identically(clips):
     clip = clips("crossing")
     full, _ = run(clip, Tracker(), rng=np.random.default_rng(3))

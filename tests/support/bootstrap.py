@@ -6,8 +6,11 @@ Creates, in the repository root:
 
 * ``.venv``: the backend (editable), its test tools, the mediapipe detector and ``bpy`` 5.0.1;
 * ``.venv-bpy42``: ``bpy`` 4.2 LTS with numpy < 2, for the add-on tests on the oldest supported
-  Blender (the add-on needs no torch).
+  Blender (the add-on needs no torch), and this project installed without its dependencies (the
+  tests' synthetic mannequin is numpy only).
 
+(the backend's dependencies, FastAPI and uvicorn for ``serve`` included, and the ``dev`` extra with
+httpx and schemathesis for the service tests come from ``pyproject.toml``)
 and finally runs ``pixie-backend selftest`` (the whole pipeline on random weights and synthetic
 assets). Re-running it is cheap: pip skips what is already installed.
 """
@@ -65,6 +68,9 @@ def main() -> int:
 
     old = ensure_venv(BPY42_VENV)
     pip(old, BPY_OLD, "numpy<2", "pytest>=8")
+    # the project without its dependencies (no torch): the add-on tests import the numpy-only
+    # synthetic mannequin (pixie_backend.synthetic.mannequin) from here
+    pip(old, "--no-deps", "-e", ".")
 
     run(py, "-m", "pixie_backend", "selftest")
     return 0

@@ -23,8 +23,6 @@ import importlib
 import importlib.util
 import json
 import struct
-import sys
-import types
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,26 +191,8 @@ def toy_body_model(seed: int = 0, dense: bool = False) -> SimpleNamespace:
 
 
 def _import_mannequin():
+    """The mannequin generator (numpy only; installed without dependencies in ``.venv-bpy42``), or None."""
     try:
-        return importlib.import_module("pixie_backend.synthetic.mannequin")
-    except ImportError:
-        pass
-    pkg_dir = ROOT / "backend" / "pixie_backend" / "synthetic"
-    if not (pkg_dir / "mannequin.py").is_file():
-        return None
-    # .venv-bpy42 has neither the backend installed nor its dependencies (yaml, torch): load the
-    # numpy-only mannequin modules without running synthetic/__init__.py
-    backend = str(ROOT / "backend")
-    if backend not in sys.path:
-        sys.path.append(backend)
-    for name in [m for m in sys.modules if m.startswith("pixie_backend.synthetic")]:
-        del sys.modules[name]
-    try:
-        importlib.import_module("pixie_backend")  # lazy: imports no torch
-        stub = types.ModuleType("pixie_backend.synthetic")
-        stub.__path__ = [str(pkg_dir)]
-        stub.__package__ = "pixie_backend.synthetic"
-        sys.modules["pixie_backend.synthetic"] = stub
         return importlib.import_module("pixie_backend.synthetic.mannequin")
     except ImportError:
         return None

@@ -1,11 +1,14 @@
-"""Run ``pixie-backend reconstruct`` and SIGKILL the process at one point of one image's commit.
+"""Run ``pixie-backend reconstruct`` (or ``reconstruct-video``) and SIGKILL the process at one
+point of one image's (or frame's) commit.
 
     python tests/support/kill_at.py POINT ITEM reconstruct ...
 
 POINT: ``after_result`` (its result file is written, nothing else), ``after_obj`` (its first OBJ
 is written too), ``during_status`` (half of its status record is on disk), ``after_status`` (its
-record is complete, the files are not yet moved into the output folder). ITEM: the image's output
-name. The kill is real (SIGKILL: no cleanup, no ``finally``), so this is POSIX-only.
+record is complete, the files are not yet moved into the output folder), ``after_frame`` (a
+sequence job's frame file is written into the staging folder, its record is not). ITEM: the
+image's output name, or the frame's item (``frame_000012``). The kill is real (SIGKILL: no
+cleanup, no ``finally``), so this is POSIX-only.
 """
 
 from __future__ import annotations
@@ -64,6 +67,18 @@ def main() -> int:
             original(self, staged, record, previous)
 
         output.OutputFolder._publish = publish
+    elif point == "after_frame":
+        from pixie_backend.jobs import frame_record
+
+        original = frame_record.FrameRecord.write
+
+        def write(self, path):
+            out = original(self, path)
+            if frame_record.Path(path).name == f"{item}.npz":
+                die()
+            return out
+
+        frame_record.FrameRecord.write = write
     else:
         raise SystemExit(f"unknown point {point}")
     from pixie_backend.cli import main as cli_main

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -87,14 +88,31 @@ def package_arrays(smplx: PixieSMPLX, uvs: tuple[np.ndarray, np.ndarray] | None)
     return arrays
 
 
+#: Content hash of the package of a loaded SMPL-X layer (+ UVs object), so that a long-lived
+#: process (the service) computes the package only for the first output folder that lacks it.
+_PACKAGE_DIGESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def write_package(out_dir: Path, smplx: PixieSMPLX, uvs: tuple[np.ndarray, np.ndarray] | None,
                   smplx_sha256: str | None, synthetic: bool) -> PackageRef:
-    """Write ``smplx_package_<hash12>.npz`` into ``out_dir`` unless an identical one is there."""
-    arrays = package_arrays(smplx, uvs)
-    check_arrays(arrays, PACKAGE_ARRAYS)
-    digest = content_hash(arrays, PACKAGE_HASH_ORDER)
+    """Write ``smplx_package_<hash12>.npz`` into ``out_dir`` unless an identical one is there.
+
+    The arrays and their hash are computed once per SMPL-X layer (and UV object); a folder that
+    already holds the package (by name) costs a ``stat``.
+    """
+    known = _PACKAGE_DIGESTS.get(smplx)
+    arrays = None
+    if known is not None and known[0] is uvs:
+        digest = known[1]
+    else:
+        arrays = package_arrays(smplx, uvs)
+        check_arrays(arrays, PACKAGE_ARRAYS)
+        digest = content_hash(arrays, PACKAGE_HASH_ORDER)
+        _PACKAGE_DIGESTS[smplx] = (uvs, digest)
     path = out_dir / f"smplx_package_{digest[:12]}.npz"
     if not path.is_file():
+        if arrays is None:
+            arrays = package_arrays(smplx, uvs)
         header = {
             "format": PACKAGE_FORMAT, "version": FORMAT_VERSION, "content_sha256": digest,
             "smplx_sha256": smplx_sha256, "synthetic": synthetic, "joint_names": list(C.SMPLX_JOINT_NAMES),

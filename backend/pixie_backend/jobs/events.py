@@ -50,7 +50,7 @@ class Started(Event):
     """The job runs. ``total``: how many items it has (None while unknown)."""
 
     kind: ClassVar[str] = "started"
-    job_kind: str = ""  #: reconstruct | fetch-data | (later) sequence, service jobs
+    job_kind: str = ""  #: reconstruct | sequence | fetch-data (and later service jobs)
     total: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
 

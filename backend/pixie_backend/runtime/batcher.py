@@ -11,6 +11,11 @@ streams have submitted enough or are closed — the batch CLI's setting, which b
 cancelled stream's waiting images are dropped before the next batch (a batch that runs already
 finishes; its results for a cancelled stream are discarded by that stream's job).
 
+An **urgent** submission (``submit(..., urgent=True)``) goes ahead of the waiting work and does not
+wait for a full batch: the next batch starts with it and is filled with what is already waiting.
+A job that cannot go on without a result (the sequence job's crops proposed from the previous
+frame) uses it, so that it never waits for work that will only come after that result.
+
 On a GPU a stream can submit the decoded image and its persons' squares instead of crops
 (:meth:`Stream.submit_image`): the image is uploaded at once in the submitting thread (on CUDA from
 pinned memory on a copy stream), and the engine cuts the crops on the device. Batches are then
@@ -42,6 +47,7 @@ class _Work:
     image: torch.Tensor | None  #: (P, 3, 224, 224)
     image_hd: torch.Tensor | None  #: (P, 3, H, H)
     future: Future
+    urgent: bool = False
     uploaded: DeviceImage | None = None  #: instead of crops: the image on the device and its squares
 
     @property
@@ -62,25 +68,30 @@ class Stream:
         self.open = True
         self.cancelled = False
 
-    def submit(self, image: torch.Tensor, image_hd: torch.Tensor) -> Future:
+    def submit(self, image: torch.Tensor, image_hd: torch.Tensor, urgent: bool = False) -> Future:
         """Queue one image's person crops.
+
+        Args:
+            urgent: run in the next batch, ahead of waiting work, without waiting for a full batch.
 
         Returns:
             a future of ``(PixieOutput for the P persons on the CPU, model seconds for this image)``.
         """
-        return self.batcher._submit(self, image, image_hd)
+        return self.batcher._submit(self, image, image_hd, urgent)
 
-    def submit_image(self, pixels: torch.Tensor, centers: torch.Tensor, sides: torch.Tensor) -> Future:
+    def submit_image(self, pixels: torch.Tensor, centers: torch.Tensor, sides: torch.Tensor,
+                     urgent: bool = False) -> Future:
         """Queue one image whose crops the engine cuts on its device.
 
         Args:
             pixels: (H, W, 3) uint8 (or float in [0, 1]) on the CPU; uploaded now, in this thread.
             centers: (P, 2) and sides (P,): the persons' body squares, image pixels.
+            urgent: as in :meth:`submit`.
 
         Returns:
             the same future as :meth:`submit`.
         """
-        return self.batcher._submit_image(self, pixels, centers, sides)
+        return self.batcher._submit_image(self, pixels, centers, sides, urgent)
 
     def close(self) -> None:
         """No more images will come from this stream (lets a waiting batch run)."""
@@ -144,28 +155,31 @@ class Batcher:
             self._streams.add(s)
         return s
 
-    def _submit(self, stream: Stream, image: torch.Tensor, image_hd: torch.Tensor) -> Future:
+    def _submit(self, stream: Stream, image: torch.Tensor, image_hd: torch.Tensor, urgent: bool = False) -> Future:
         if image.ndim != 4 or image.shape[0] != image_hd.shape[0] or image.shape[0] < 1:
             raise ValueError(f"expected (P, 3, 224, 224) and (P, 3, H, H) crops, got {tuple(image.shape)} "
                              f"and {tuple(image_hd.shape)}")
-        return self._enqueue(_Work(stream, image, image_hd, Future()))
+        return self._enqueue(_Work(stream, image, image_hd, Future(), urgent))
 
     def _submit_image(self, stream: Stream, pixels: torch.Tensor, centers: torch.Tensor,
-                      sides: torch.Tensor) -> Future:
+                      sides: torch.Tensor, urgent: bool = False) -> Future:
         if pixels.ndim != 3 or centers.ndim != 2 or centers.shape[0] != sides.shape[0] or centers.shape[0] < 1:
             raise ValueError(f"expected an (H, W, C) image with (P, 2) centres and (P,) sides, got "
                              f"{tuple(pixels.shape)}, {tuple(centers.shape)} and {tuple(sides.shape)}")
         if not stream.open:
             raise RuntimeError(f"stream {stream.name!r} is closed")
         uploaded = self.engine.upload(pixels, centers, sides)
-        return self._enqueue(_Work(stream, None, None, Future(), uploaded))
+        return self._enqueue(_Work(stream, None, None, Future(), urgent, uploaded))
 
     def _enqueue(self, work: _Work) -> Future:
         stream, fut = work.stream, work.future
         with self._cv:
             if not stream.open:
                 raise RuntimeError(f"stream {stream.name!r} is closed")
-            self._queue.append(work)
+            if work.urgent:  # after the urgent work already waiting, before everything else
+                self._queue.insert(sum(1 for w in self._queue if w.urgent), work)
+            else:
+                self._queue.append(work)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="pixie-batcher", daemon=True)
                 self._thread.start()
@@ -213,6 +227,8 @@ class Batcher:
                     self._drop_cancelled()
                     waiting = sum(w.persons for w in self._queue)
                     if not self._queue or waiting >= self.batch_size or not self._streams or self._closed:
+                        break
+                    if self._queue[0].urgent:
                         break
                     remaining = None if self.max_wait is None else oldest + self.max_wait - time.monotonic()
                     if remaining is not None and remaining <= 0:

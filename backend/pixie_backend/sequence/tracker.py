@@ -17,12 +17,14 @@ What was chosen, and why:
   30, one second at 30 fps) coasting on its velocity, and is matched again when the person
   reappears near the prediction.
 * **The previous frame's keypoints propose the next crop** (:meth:`Tracker.proposals`): today's
-  detector is face-driven, so a person who turns away is not detected. Every live track proposes a
-  box around its predicted keypoints; the job runs the networks on the proposals that do not
-  overlap a detection and passes the results back as ``proposal`` candidates, which may only
+  detector is face-driven, so a person who turns away is not detected. Every live track that no
+  detection of the frame continues proposes a box around its predicted keypoints; the job runs the
+  networks on the proposals and passes the results back as ``proposal`` candidates, which may only
   continue their own track and only if they still look like it (``min_proposal_similarity``). A
   track followed by proposals alone for ``max_unconfirmed`` frames (default 90) stops proposing,
-  so a track cannot drift onto background forever.
+  so a track cannot drift onto background forever, and a track whose proposals were rejected
+  ``max_rejected`` frames in a row (default 3: the person left the picture or is hidden) stops
+  proposing until it is matched again, so a lost person does not cost a network run every frame.
 * New tracks start from unmatched detector (or given) candidates; ids are never reused.
 
 Deterministic and free of randomness, so a resumed job can rebuild the state by replaying the
@@ -51,9 +53,10 @@ class TrackerConfig:
     min_proposal_similarity: float = 0.35  #: a proposal's result must resemble its track this much
     max_age: int = 30  #: frames a track survives unseen
     max_unconfirmed: int = 90  #: frames a track may be followed by proposals alone
+    max_rejected: int = 3  #: consecutive frames with a rejected proposal after which a track stops proposing
     oks_kappa: float = 0.1  #: keypoint tolerance as a fraction of the person's size
     proposal_margin: float = 0.1  #: a proposal is the keypoints' box enlarged by this per side
-    proposal_covered: float = 0.6  #: a proposal covered this much by a detection box is not run
+    proposal_covered: float = 0.6  #: a track whose predicted keypoint box a detection covers this much proposes nothing
     velocity_gain: float = 0.5  #: weight of the newest displacement in the velocity estimate
 
 
@@ -97,6 +100,7 @@ class _Track:
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  #: pixels per frame
     hits: int = 1
     unconfirmed: int = 0  #: consecutive frames followed by proposals alone
+    rejected: int = 0  #: consecutive frames whose proposal for this track was rejected
 
     def predict(self, frame: int) -> np.ndarray:
         return self.keypoints + self.velocity * float(frame - self.last_frame)
@@ -170,23 +174,45 @@ class Tracker:
     def live_track_ids(self) -> list[int]:
         return [t.id for t in self._tracks]
 
-    def proposals(self, frame: int, detection_boxes: np.ndarray | None = None) -> list[Proposal]:
-        """Crop boxes for ``frame`` from the live tracks' predicted keypoints, except tracks followed
-        by proposals alone for too long and boxes mostly covered by a detection box (that person is
-        probably the detection, or hidden behind it)."""
+    def proposals(
+        self,
+        frame: int,
+        detection_boxes: np.ndarray | None = None,
+        detection_keypoints: np.ndarray | None = None,
+    ) -> list[Proposal]:
+        """Crop boxes for ``frame`` from the live tracks' predicted keypoints, except for tracks
+        followed by proposals alone for too long, tracks whose last ``max_rejected`` proposals were
+        rejected, and tracks whose predicted keypoint box (without the margin) a detection box covers
+        by ``proposal_covered`` or more (that person is probably the detection, or hidden behind it).
+        The margin is left out of that test: it would make every proposal larger than the detection
+        of the same person, and a detected person would be cropped twice.
+
+        Args:
+            detection_boxes: (D, 4) the frame's detection (or given) boxes.
+            detection_keypoints: (D, K, 2) their results' keypoints, when the networks have already run
+                on them: then a track that one of them continues (the association of :meth:`update`,
+                among the detections alone) proposes nothing either, however its box lies.
+        """
         cfg = self.config
         dets = np.zeros((0, 4)) if detection_boxes is None else np.asarray(detection_boxes, np.float64).reshape(-1, 4)
+        continued: set[int] = set()
+        if detection_keypoints is not None and len(detection_keypoints):
+            live = [t for t in self._tracks if 0 < frame - t.last_frame <= cfg.max_age]
+            cands = [Candidate(np.zeros(4), k, "detector") for k in detection_keypoints]
+            pairs = self._assign(live, frame, [_select(c.keypoints) for c in cands], cands)
+            continued = {live[i].id for i, _ in pairs}
         out = []
         for t in self._tracks:
-            if t.unconfirmed >= cfg.max_unconfirmed or frame <= t.last_frame:
+            if t.unconfirmed >= cfg.max_unconfirmed or t.rejected >= cfg.max_rejected or frame <= t.last_frame:
+                continue
+            if t.id in continued:
                 continue
             box = keypoint_box(t.predict(frame))
-            w, h = box[2] - box[0], box[3] - box[1]
-            m = cfg.proposal_margin
-            box = box + np.array([-m * w, -m * h, m * w, m * h])
             if len(dets) and box_coverage(box, dets).max() >= cfg.proposal_covered:
                 continue
-            out.append(Proposal(t.id, box))
+            w, h = box[2] - box[0], box[3] - box[1]
+            m = cfg.proposal_margin
+            out.append(Proposal(t.id, box + np.array([-m * w, -m * h, m * w, m * h])))
         return out
 
     # ------------------------------------------------------------------ update
@@ -201,30 +227,15 @@ class Tracker:
         live = [t for t in self._tracks if frame - t.last_frame <= cfg.max_age]
         self._tracks = live
         kps = [_select(c.keypoints) for c in candidates]
-        n_t, n_c = len(live), len(candidates)
-        sim = np.full((n_t, n_c), -1.0)
-        if n_t and n_c:
-            preds = [t.predict(frame) for t in live]
-            iou = box_iou(np.stack([keypoint_box(p) for p in preds]), np.stack([keypoint_box(k) for k in kps]))
-            for i, t in enumerate(live):
-                for j, c in enumerate(candidates):
-                    if kps[j].shape != preds[i].shape:
-                        raise ValueError("every frame must give the same kind of keypoints")
-                    if c.source == "proposal" and c.track_id != t.id:
-                        continue
-                    s = cfg.iou_weight * iou[i, j] + (1 - cfg.iou_weight) * keypoint_similarity(
-                        preds[i], kps[j], cfg.oks_kappa
-                    )
-                    gate = cfg.min_proposal_similarity if c.source == "proposal" else cfg.min_similarity
-                    if s >= gate:
-                        sim[i, j] = s
-        ids: list[int | None] = [None] * n_c
-        if n_t and n_c:
-            rows, cols = linear_sum_assignment(np.where(sim >= 0, -sim, 1e6))
-            for i, j in zip(rows, cols, strict=True):
-                if sim[i, j] >= 0:
-                    self._observe(live[i], frame, kps[j], candidates[j].source)
-                    ids[j] = live[i].id
+        ids: list[int | None] = [None] * len(candidates)
+        for i, j in self._assign(live, frame, kps, candidates):
+            self._observe(live[i], frame, kps[j], candidates[j].source)
+            ids[j] = live[i].id
+        for j, c in enumerate(candidates):
+            if ids[j] is None and c.source == "proposal":
+                for t in live:
+                    if t.id == c.track_id:
+                        t.rejected += 1
         for j, c in enumerate(candidates):
             if ids[j] is None and c.source != "proposal":
                 t = _Track(self._next_id, frame, kps[j])
@@ -232,6 +243,33 @@ class Tracker:
                 self._tracks.append(t)
                 ids[j] = t.id
         return ids
+
+    def _assign(
+        self, live: list[_Track], frame: int, kps: list[np.ndarray], candidates: list[Candidate]
+    ) -> list[tuple[int, int]]:
+        """(track position, candidate position) pairs of the best assignment (Hungarian) among
+        pairs whose similarity passes the gate."""
+        cfg = self.config
+        n_t, n_c = len(live), len(candidates)
+        if not (n_t and n_c):
+            return []
+        sim = np.full((n_t, n_c), -1.0)
+        preds = [t.predict(frame) for t in live]
+        iou = box_iou(np.stack([keypoint_box(p) for p in preds]), np.stack([keypoint_box(k) for k in kps]))
+        for i, t in enumerate(live):
+            for j, c in enumerate(candidates):
+                if kps[j].shape != preds[i].shape:
+                    raise ValueError("every frame must give the same kind of keypoints")
+                if c.source == "proposal" and c.track_id != t.id:
+                    continue
+                s = cfg.iou_weight * iou[i, j] + (1 - cfg.iou_weight) * keypoint_similarity(
+                    preds[i], kps[j], cfg.oks_kappa
+                )
+                gate = cfg.min_proposal_similarity if c.source == "proposal" else cfg.min_similarity
+                if s >= gate:
+                    sim[i, j] = s
+        rows, cols = linear_sum_assignment(np.where(sim >= 0, -sim, 1e6))
+        return [(i, j) for i, j in zip(rows, cols, strict=True) if sim[i, j] >= 0]
 
     def _observe(self, t: _Track, frame: int, keypoints: np.ndarray, source: str) -> None:
         dt = frame - t.last_frame
@@ -242,6 +280,7 @@ class Tracker:
         t.last_frame = frame
         t.hits += 1
         t.unconfirmed = t.unconfirmed + 1 if source == "proposal" else 0
+        t.rejected = 0
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -258,6 +297,7 @@ class Tracker:
                     "velocity": t.velocity.tolist(),
                     "hits": t.hits,
                     "unconfirmed": t.unconfirmed,
+                    "rejected": t.rejected,
                 }
                 for t in self._tracks
             ],
@@ -265,7 +305,7 @@ class Tracker:
 
     @classmethod
     def from_state(cls, state: dict) -> Tracker:
-        self = cls(TrackerConfig(**state["config"]))
+        self = cls(TrackerConfig(**{**asdict(TrackerConfig()), **state["config"]}))
         self._next_id = int(state["next_id"])
         self._last_frame = state["last_frame"]
         self._tracks = [
@@ -276,6 +316,7 @@ class Tracker:
                 np.asarray(t["velocity"], np.float64),
                 int(t["hits"]),
                 int(t["unconfirmed"]),
+                int(t.get("rejected", 0)),
             )
             for t in state["tracks"]
         ]

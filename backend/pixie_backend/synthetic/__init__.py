@@ -8,12 +8,25 @@ without the licensed downloads::
     model = build_body_model("small")          # arrays, see BodyModel
     paths = write_body_assets(tmp_dir, "full")  # SMPLX_NEUTRAL_2020.npz, smplx_extra_joints.yaml,
                                                 # SMPLX_to_J14.pkl, smplx_tex.obj
+
+Importing this package (or ``pixie_backend.synthetic.mannequin``) needs numpy only, so the add-on's
+tests import it from a Blender-only environment (``.venv-bpy42``, where the project is installed
+without its dependencies); the file writers (PyYAML) load on first use.
 """
 
 from __future__ import annotations
 
-from .files import read_obj, read_obj_uvs, write_body_assets
-from .mannequin import NPZ_KEYS, VARIANTS, BodyModel, build_body_model
+_LAZY = {
+    "NPZ_KEYS": "mannequin", "VARIANTS": "mannequin", "BodyModel": "mannequin", "build_body_model": "mannequin",
+    "read_obj": "files", "read_obj_uvs": "files", "write_body_assets": "files",
+}
 
-__all__ = ["NPZ_KEYS", "VARIANTS", "BodyModel", "build_body_model", "read_obj", "read_obj_uvs",
-           "write_body_assets"]
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,108 @@
+"""Request limits: the body size (an ASGI middleware that counts bytes as they arrive, so a huge
+upload is refused before it is stored) and the checks of each uploaded image from its header
+(pixels, "is it an image at all"), before a job is queued."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from .errors import ERROR_CODES, ApiError
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with ``upload_too_large`` (413).
+
+    A declared ``Content-Length`` over the limit is refused before the application sees the
+    request; a chunked body is counted as it arrives and refused when it passes the limit
+    (whatever the application had started to answer is dropped). The rest of the body is read and
+    discarded (up to ``drain_factor`` times the limit) so that the client, still sending, receives
+    the answer instead of a reset connection.
+    """
+
+    def __init__(self, app, max_bytes: int, drain_factor: int = 4):
+        self.app = app
+        self.max_bytes = max_bytes
+        self.drain_cap = drain_factor * max_bytes + (1 << 20)
+
+    async def _refuse(self, receive, send, received: int, more: bool) -> None:
+        while more and received <= self.drain_cap:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            received += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = json.dumps({"error": {"code": "upload_too_large", "message":
+                                     f"the request is larger than the service's limit of "
+                                     f"{self.max_bytes / 1e6:.1f} MB"}}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if more:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": ERROR_CODES["upload_too_large"], "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None:
+            try:
+                if int(declared) > self.max_bytes:
+                    await self._refuse(receive, send, 0, True)
+                    return
+            except ValueError:
+                pass
+        state = {"received": 0, "too_big": False, "more": True}
+
+        async def counted_receive():
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                state["more"] = message.get("more_body", False)
+                if state["received"] > self.max_bytes:
+                    state["too_big"] = True
+                    raise _TooLarge
+            return message
+
+        async def guarded_send(message):
+            if not state["too_big"]:
+                await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except _TooLarge:
+            pass
+        except Exception:
+            if not state["too_big"]:
+                raise
+        if state["too_big"]:
+            await self._refuse(receive, send, state["received"], state["more"])
+
+
+def check_image_header(name: str, data: bytes, max_pixels: int) -> tuple[int, int]:
+    """(width, height) of an encoded image, read from its header only.
+
+    Raises:
+        ApiError: ``not_an_image`` (415) when Pillow does not recognise it; ``too_many_pixels``
+            (413) when it is larger than ``max_pixels``. A file that is recognised but corrupt
+            further in is reported by the job (``item_error`` ``unreadable``).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise ApiError("not_an_image", f"{name}: the upload is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise ApiError("not_an_image", f"{name}: not an image, or a format that cannot be read "
+                                       "(send JPEG, PNG, BMP, TIFF, WebP, GIF or PPM)") from None
+    if w * h > max_pixels:
+        raise ApiError("too_many_pixels", f"{name}: {w}x{h} = {w * h / 1e6:.1f} MP is more than the service's "
+                                          f"limit of {max_pixels / 1e6:.1f} MP; downscale it")
+    return w, h
