@@ -205,3 +205,83 @@ def test_cli_auto_precision_and_batch_size_reach_the_result(small_data_dir, tmp_
     with np.load(tmp_path / "o" / "a.pixie.npz", allow_pickle=False) as z:
         header = json.loads(str(z["header"]))
     assert header["settings"]["precision"] == "bf16" and header["settings"]["device"] == "cpu"
+
+
+# ---------------------------------------------------------------------- the same choice in every command
+@pytest.mark.parametrize("command", [["reconstruct", "a.png", "-o", "o"], ["reconstruct-video", "clip", "-o", "o"],
+                                     ["serve"]])
+def test_every_command_defaults_to_auto_device_and_precision(command):
+    from pixie_backend.cli import build_parser
+
+    args = build_parser().parse_args(command)
+    assert (args.device, args.precision, args.batch_size, args.compile) == ("auto", "auto", "auto", "off")
+    if command[0] != "serve":
+        assert args.workers is None  # 1 on the CPU, a pool for a GPU
+        assert build_parser().parse_args([*command, "--prepare-workers", "3"]).workers == 3
+
+
+def test_float64_refuses_low_precision_in_one_sentence():
+    from pixie_backend.config import PixieConfig
+
+    assert PixieConfig(dtype="float64", precision="auto").precision == "auto"  # resolved to fp32 where it runs
+    for p in ("bf16", "fp16"):
+        with pytest.raises(ValueError, match=rf"precision '{p}' \(autocast\) cannot run in float64; use precision="):
+            PixieConfig(dtype="float64", precision=p)
+
+
+def test_float64_engine_resolves_auto_to_fp32(small_data_dir, machine):
+    from pixie_backend.config import PixieConfig
+    from pixie_backend.runtime.engine import Engine
+
+    machine(mkldnn_bf16=True, isas=("AVX512-BF16",))
+    engine = Engine.from_data_dir(small_data_dir, PixieConfig(device="cpu", precision="auto", dtype="float64"))
+    assert engine.config.precision == "fp32" and engine.precision.reason == "float64 model"
+    assert next(engine.model.parameters()).dtype == torch.float64
+
+
+@pytest.mark.parametrize(("native", "want"), [(True, "bf16"), (False, "fp32")])
+def test_reconstruct_video_records_what_ran(small_data_dir, tmp_path, capsys, machine, astronaut, native, want):
+    """``reconstruct-video --device auto --precision auto``: the same choice as ``reconstruct``, in
+    the sequence file's header and the started event."""
+    import json
+
+    from PIL import Image
+    from pixie_backend.cli import main
+    from pixie_backend.sequence.sequence_file import read_sequence_arrays
+
+    machine(mkldnn_bf16=native, isas=("AVX512-BF16",) if native else ())
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(2):
+        Image.fromarray(astronaut[::2, ::2]).save(frames / f"f{k}.png")
+    code = main(["reconstruct-video", str(frames), "-o", str(tmp_path / "o"), "--data-dir", str(small_data_dir),
+                 "--detector", "none", "--device", "auto", "--precision", "auto", "--batch-size", "auto",
+                 "--no-proposals", "--json"])
+    events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert code == 0, events[-1]
+    assert events[0]["details"]["precision"] == want and events[0]["details"]["device"] == "cpu"
+    header, _ = read_sequence_arrays(tmp_path / "o" / "frames.pixie-seq.npz")
+    assert header["settings"]["precision"] == want and header["settings"]["device"] == "cpu"
+    assert header["settings"]["batch_size"] == 8  # auto on the CPU
+
+
+def test_serve_resolves_auto_and_reports_what_runs(small_data_dir, machine):
+    """``serve`` takes the same options; its health report says the precision that runs, and why."""
+    from pixie_backend.cli import build_parser
+    from pixie_backend.commands.serve import build_config
+    from pixie_backend.service.models import ModelHolder
+
+    machine(mkldnn_bf16=True, isas=("AVX512-BF16",))
+    config = build_config(build_parser().parse_args(["serve", "--data-dir", str(small_data_dir)]))
+    assert (config.model.device, config.model.precision, config.batch_size) == ("cpu", "auto", "auto")
+    holder = ModelHolder(config.model, config.data_dir, batch_size=config.batch_size)
+    assert holder.describe()["precision"] == "auto"  # asked for, before the load
+    holder.load()
+    try:
+        d = holder.describe()
+        assert d["state"] == "ready" and d["precision"] == "bf16" and d["precision_reason"].startswith("auto: CPU")
+        assert holder.batcher.batch_size == 8
+    finally:
+        holder.close()
+    with pytest.raises(ValueError, match="--precision: fp16 is not supported on this CPU"):
+        build_config(build_parser().parse_args(["serve", "--precision", "fp16", "--device", "cpu"]))

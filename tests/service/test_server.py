@@ -63,6 +63,7 @@ def test_handshake_and_health(served, http):
     assert h["status"] == "ok" and h["version"] == "0.1.0" and h["mode"] == "local"
     m = h["model"]
     assert m["state"] == "ready" and m["device"] == "cpu" and m["gpu"] is None and m["missing"] == []
+    assert m["precision"] == "fp32" and m["precision_reason"] == "requested"
     assert m["synthetic"] is True and "deca_model.tar" in m["missing_optional"]
     assert h["job_kinds"] == ["reconstruct"] and h["limits"]["max_images"] == 8
 

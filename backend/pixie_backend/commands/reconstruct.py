@@ -17,9 +17,9 @@ import json
 import sys
 from pathlib import Path
 
+from .model_options import add_model_options, batch_size_for, check_model_args
+
 EXIT_USAGE = 2
-#: ``--precision`` when not given (README: Benchmarks has the measurements behind it)
-DEFAULT_PRECISION = "auto"
 
 EPILOG = """\
 exit codes:
@@ -41,24 +41,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns (quote globs)")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--data-dir", help="model data folder (default: $PIXIE_DATA_DIR, then the user folder)")
-    p.add_argument("--device", default="auto",
-                   help="cpu, cuda, cuda:N, mps or auto: CUDA, then MPS, then the CPU (default: auto)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=DEFAULT_PRECISION,
-                   help="precision of the three CNN encoders (heads and SMPL-X stay fp32); auto: bf16 where "
-                        "the device runs it natively (CUDA compute capability 8+, a CPU with AVX512-BF16 or "
-                        f"AMX, MPS on macOS 14+), else fp32 (default: {DEFAULT_PRECISION})")
-    p.add_argument("--speed", choices=("exact", "fast"), default="fast",
-                   help="fast: batch norm folded into the convolutions and channels-last encoders "
-                        "(15-20%% faster; differs from exact by float rounding); exact: the float order "
-                        "closest to upstream PIXIE, as the Python API uses by default (default: fast)")
-    p.add_argument("--batch-size", type=_batch_size, default="auto",
-                   help="persons per network batch, or auto: 8 on the CPU, from the free memory on a GPU "
-                        "(default: auto)")
-    p.add_argument("--prepare-workers", type=int, default=None,
-                   help="threads that load and detect (default: 1 on the CPU, one per core up to 8 for a GPU)")
-    p.add_argument("--compile", choices=("off", "default", "reduce-overhead", "max-autotune"), default="off",
-                   help="torch.compile the encoders with this mode (reduce-overhead adds CUDA graphs); needs "
-                        "Triton on CUDA or a C++ compiler on the CPU, and minutes of warm-up (default: off)")
+    add_model_options(p)
     p.add_argument("--detector", choices=("auto", "mediapipe", "opencv", "none"), default="auto",
                    help="person detector; 'none' treats each image as a person crop (default: auto)")
     p.add_argument("--boxes", help="JSON file {image file name or path: [[x1, y1, x2, y2], ...]}; "
@@ -83,15 +66,6 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 class UsageError(ValueError):
     """A bad argument: one sentence, exit code 2."""
-
-
-def _batch_size(text: str) -> int | str:
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or auto, not {text!r}") from None
 
 
 def read_boxes(path: str) -> dict[str, list[list[float]]]:
@@ -121,12 +95,6 @@ def read_boxes(path: str) -> dict[str, list[list[float]]]:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    from ..runtime.device import resolve_device, resolve_precision
-
-    if args.batch_size != "auto" and args.batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
-    if args.prepare_workers is not None and args.prepare_workers < 1:
-        raise UsageError("--prepare-workers must be at least 1")
     if not args.max_megapixels > 0 or args.max_megapixels == float("inf"):
         raise UsageError("--max-megapixels must be a number more than 0")
     if args.lock_timeout is not None and args.lock_timeout < 0:
@@ -135,13 +103,9 @@ def _check_args(args: argparse.Namespace) -> None:
     if out.exists() and not out.is_dir():
         raise UsageError(f"-o/--out: {out} is a file; name a folder")
     try:
-        args.device = str(resolve_device(args.device))
+        check_model_args(args)
     except ValueError as e:
-        raise UsageError(f"--device: {e}") from None
-    try:
-        resolve_precision(args.precision, args.device)
-    except ValueError as e:
-        raise UsageError(f"--precision: {e}") from None
+        raise UsageError(str(e)) from None
 
 
 class Printer:
@@ -231,11 +195,11 @@ def run(args: argparse.Namespace) -> int:
     except (MissingAssetError, CheckpointError, ModelFileError) as e:
         return _fail(args, 1, str(e), "model_files")
 
-    batch_size = engine.suggest_batch_size() if args.batch_size == "auto" else args.batch_size
+    batch_size = batch_size_for(engine, args.batch_size)
     options = ReconstructOptions(out_dir=args.out, batch_size=batch_size, write_objs=args.obj,
                                  resume=args.resume, max_pixels=int(args.max_megapixels * 1e6),
                                  detector=args.detector, lock_wait=args.lock_timeout,
-                                 prepare_workers=args.prepare_workers)
+                                 prepare_workers=args.workers)
     job = ReconstructJob(engine, sources, options, notes=notes)
     show = (lambda ev: _json_line(ev.to_dict())) if args.json else Printer()
     for event in job.run():

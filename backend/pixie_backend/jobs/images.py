@@ -60,11 +60,7 @@ def iter_image_results(preparer: Preparer | PreparerPool, batcher: Batcher, sour
                         if stop.is_set():
                             return
                         outstanding[0] += n
-                    if p.image is not None:
-                        fut = stream.submit(p.image, p.image_hd)
-                    else:
-                        fut = stream.submit_image(p.pixels, p.centers, p.sides)
-                    p.image = p.image_hd = p.pixels = None
+                    fut = p.submit(stream)
                 order.put((p.result, fut))
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             order.put(e)

@@ -11,6 +11,7 @@ detector) in threads, so that detection keeps up with a GPU."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import queue
 import threading
@@ -91,6 +92,18 @@ class Prepared:
         if self.image is not None:
             return self.image.shape[0]
         return 0 if self.centers is None else self.centers.shape[0]
+
+    def submit(self, stream, urgent: bool = False):
+        """Queue the persons on a batcher ``stream`` (crops, or the image and its squares for the
+        engine to cut on its device) and drop the host copies; returns the stream's future."""
+        if self.image is not None:
+            fut = stream.submit(self.image, self.image_hd, urgent=urgent)
+        elif self.pixels is not None:
+            fut = stream.submit_image(self.pixels, self.centers, self.sides, urgent=urgent)
+        else:
+            raise ValueError("nothing to submit: the image had no usable person")
+        self.image = self.image_hd = self.pixels = None
+        return fut
 
 
 class Preparer:
@@ -235,12 +248,18 @@ class PreparerPool:
         for p in self.preparers:
             p.close()
 
-    def prepare(self, source: ImageSource, index: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[Preparer]:
+        """A free worker's preparer for the caller's thread (waits while all are busy)."""
         p = self._free.get()
         try:
-            return p.prepare(source, index, max_pixels)
+            yield p
         finally:
             self._free.put(p)
+
+    def prepare(self, source: ImageSource, index: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
+        with self.borrow() as p:
+            return p.prepare(source, index, max_pixels)
 
     def map(self, sources: Sequence[ImageSource], max_pixels: int = DEFAULT_MAX_PIXELS,
             stop: threading.Event | None = None) -> Iterator[Prepared]:
