@@ -43,7 +43,7 @@ def _fit_last_linear(enc: D.DecaEncoder, feats: torch.Tensor, std: float, bias: 
     hidden = enc.layers[1](enc.layers[0](feats))
     out = hidden @ last.weight.T
     last.weight.mul_((std / out.std(dim=0).clamp_min(1e-6))[:, None])
-    last.bias.copy_(torch.from_numpy(bias).float() - (hidden @ last.weight.T).mean(dim=0))
+    last.bias.copy_(torch.from_numpy(bias).to(hidden.dtype) - (hidden @ last.weight.T).mean(dim=0))
 
 
 @torch.no_grad()
@@ -59,6 +59,14 @@ def random_deca_net(cfg: D.DecaConfig | None = None, seed: int = 0) -> D.DecaNet
     rng = _Rng(seed + 4242)
     _init_layers(net, rng)
     _damp_residual_branches(net)
+    # Calibrate in float64 and round once to float32 (as ``random_pixie_net``): the same bytes for
+    # a seed on every machine and thread count.
+    _calibrate(net.double(), rng)
+    return net.float().eval()
+
+
+def _calibrate(net: D.DecaNet, rng: _Rng) -> None:
+    """BN statistics and output scales, fitted on random images and latents (float64)."""
     images = _calibration_images(rng, 8)
     for enc, std, bias in ((net.E_flame, 0.15, _flame_bias()), (net.E_detail, 1.0, np.zeros(D.NUM_DETAIL))):
         feats = _calibrate_bn(enc.encoder, images)
@@ -71,7 +79,7 @@ def random_deca_net(cfg: D.DecaConfig | None = None, seed: int = 0) -> D.DecaNet
     # last convolution so that tanh stays in its linear range
     gen = net.D_detail
     latent = torch.cat([rng.normal((16, D.NUM_JAW), 0.05), rng.normal((16, D.NUM_EXPRESSION), 0.3),
-                        rng.normal((16, D.NUM_DETAIL), 1.0)], dim=1)
+                        rng.normal((16, D.NUM_DETAIL), 1.0)], dim=1).double()
     gen.l1[0].weight.mul_(1.0 / math.sqrt(2.0))
     _calibrate_generator(gen, latent)
     x = gen.l1(latent).view(latent.shape[0], -1, D._INIT_SIZE, D._INIT_SIZE)
@@ -81,7 +89,6 @@ def random_deca_net(cfg: D.DecaConfig | None = None, seed: int = 0) -> D.DecaNet
     last.weight.mul_(scale)
     last.bias.mul_(scale)
     last.bias.sub_((gen.conv_blocks[:-1](x)).mean())
-    return net.eval()
 
 
 @torch.no_grad()

@@ -20,6 +20,11 @@ drawn in that square, so that the texel map, the albedo and the masks agree with
   the eyes;
 * ``fixed_displacement_256.npy`` — (256, 256) float64, smooth, about ±1.5 mm.
 
+Like the body (:func:`~pixie_backend.synthetic.meshops.snap`), every float result of a
+transcendental function (``arctan2``, ``cos``, ``exp``, ``hypot``: SIMD kernels differ in the last
+bits between machines) is snapped before anything is decided or written from it, so the files are
+the same bytes for a seed on every machine and thread count.
+
 DECA's random ``deca_model.tar`` needs torch and is written by
 :func:`pixie_backend.appearance.deca_random.write_random_deca`.
 """
@@ -36,6 +41,7 @@ import numpy as np
 from ..appearance.rasterize import rasterize, uv_to_pixels
 from ..constants import JOINT_INDEX
 from .mannequin import BodyModel, build_body_model
+from .meshops import snap
 
 ALBEDO_FILE = "FLAME_albedo_from_BFM.npz"
 MAP_FILE = "flame2smplx_tex_1024.npy"
@@ -68,7 +74,7 @@ def flame_uv(model: BodyModel, points: np.ndarray) -> np.ndarray:
     axis, y0, y1 = head_frame(model)
     u = 0.5 + np.arctan2(points[:, 0] - axis[0], points[:, 2] - axis[1]) / (2 * np.pi)
     v = (points[:, 1] - y0) / (y1 - y0)
-    return np.stack([u, np.clip(v, 0.0, 1.0)], axis=1)
+    return snap(np.stack([u, np.clip(v, 0.0, 1.0)], axis=1))
 
 
 def landmarks_uv(model: BodyModel) -> np.ndarray:
@@ -124,14 +130,14 @@ def _segment_distance(u, v, pts: np.ndarray) -> np.ndarray:
     d = np.full(u.shape, np.inf)
     for a, b in zip(pts[:-1], pts[1:], strict=True):
         ab = b - a
-        t = np.clip(((u - a[0]) * ab[0] + (v - a[1]) * ab[1]) / max(ab @ ab, 1e-12), 0.0, 1.0)
+        t = np.clip(((u - a[0]) * ab[0] + (v - a[1]) * ab[1]) / max(float(ab[0] ** 2 + ab[1] ** 2), 1e-12), 0.0, 1.0)
         d = np.minimum(d, np.hypot(u - a[0] - t * ab[0], v - a[1] - t * ab[1]))
-    return d
+    return snap(d)
 
 
 def _ellipse(u, v, center, radii) -> np.ndarray:
-    """1 inside, 0 outside, as a normalised radius."""
-    return np.hypot((u - center[0]) / radii[0], (v - center[1]) / radii[1])
+    """Normalised radius: below 1 inside, above 1 outside."""
+    return snap(np.hypot((u - center[0]) / radii[0], (v - center[1]) / radii[1]))
 
 
 def _ramp(x: np.ndarray, edge: float, width: float) -> np.ndarray:
@@ -164,7 +170,7 @@ def albedo_mean_rgb(model: BodyModel, res: int) -> np.ndarray:
     # cheeks a little redder, forehead a little lighter
     c, r = _face_region(lmk)
     e = _ellipse(u, v, c, r)
-    img += (0.05 * np.exp(-((u - c[0]) ** 2 / 0.004 + (v - c[1] + 0.05) ** 2 / 0.003)))[..., None] * [1, -0.3, -0.3]
+    img += snap(0.05 * np.exp(-((u - c[0]) ** 2 / 0.004 + (v - c[1] + 0.05) ** 2 / 0.003)))[..., None] * [1, -0.3, -0.3]
     img += (0.04 * (v > c[1] + r[1] * 0.4) * (e < 1.2))[..., None]
     brow_w = 0.012
     for rows in (slice(0, 5), slice(5, 10)):
@@ -178,7 +184,7 @@ def albedo_mean_rgb(model: BodyModel, res: int) -> np.ndarray:
         img = img * (1 - iris) + iris * np.array([0.25, 0.35, 0.45])
     lips = _polygon(u, v, lmk[31:43]).astype(np.float64)[..., None]
     img = img * (1 - lips) + lips * np.array([0.70, 0.36, 0.36])
-    return np.clip(img, 0.0, 1.0)
+    return snap(np.clip(img, 0.0, 1.0))
 
 
 def scan_region(res: int) -> np.ndarray:
@@ -199,9 +205,9 @@ def albedo_components(res: int, count: int = NUM_USED_PC, seed: int = 0, rows: s
     out = np.empty(u.shape + (3, count))
     for k in range(count):
         a, b = k % 5, k // 5
-        pattern = np.cos(np.pi * a * (u - 0.3) / 0.4) * np.cos(np.pi * b * (v - 0.12) / 0.74)
+        pattern = snap(np.cos(np.pi * a * (u - 0.3) / 0.4)) * snap(np.cos(np.pi * b * (v - 0.12) / 0.74))
         out[..., k] = pattern[..., None] * colours[k] * (0.06 / np.sqrt(1 + k))
-    return out
+    return snap(out)
 
 
 def write_albedo_space(model: BodyModel, path: Path, res: int = 512, seed: int = 0,
@@ -265,7 +271,7 @@ def face_masks(model: BodyModel, size: int = MASK_SIZE) -> tuple[np.ndarray, np.
     eyes = np.zeros_like(face_eye)
     for center, radii in _eye_regions(lmk):
         eyes = np.maximum(eyes, _ramp(_ellipse(u, v, center, radii), 1.0, 0.3))
-    return face_eye * (1.0 - eyes), face_eye
+    return snap(face_eye * (1.0 - eyes)), snap(face_eye)
 
 
 def mask_png(mask: np.ndarray) -> bytes:
@@ -283,9 +289,9 @@ def fixed_displacement(model: BodyModel, size: int = 256, seed: int = 0) -> np.n
     for _ in range(12):
         p = c + rng.uniform(-1, 1, 2) * r
         s = rng.uniform(0.02, 0.06)
-        out += rng.normal() * np.exp(-((u - p[0]) ** 2 + (v - p[1]) ** 2) / (2 * s * s))
+        out += rng.normal() * snap(np.exp(-((u - p[0]) ** 2 + (v - p[1]) ** 2) / (2 * s * s)))
     out *= 1.5e-3 / max(np.abs(out).max(), 1e-12)
-    return out
+    return snap(out)
 
 
 # ------------------------------------------------------------------ everything
