@@ -114,6 +114,16 @@ class AppearanceConfig:
     detail_crop_scale: float = 1.25
     normal_map: bool = True  #: tangent-space detail normal map (needs ``smplx_tex.obj``)
 
+    def __post_init__(self) -> None:
+        if self.transfer not in ("clean", "official"):
+            raise ValueError(f"transfer must be 'clean' or 'official', not {self.transfer!r}")
+        if self.detail_condition not in ("deca", "pixie"):
+            raise ValueError(f"detail_condition must be 'deca' or 'pixie', not {self.detail_condition!r}")
+        if not 0.0 <= self.detail_threshold <= 1.0:  # also refuses nan
+            raise ValueError(f"detail_threshold must be from 0 to 1 (a moderator weight), not {self.detail_threshold}")
+        if not 0.0 < self.detail_crop_scale < 10.0:
+            raise ValueError(f"detail_crop_scale must be a positive factor, not {self.detail_crop_scale}")
+
 
 @dataclass(frozen=True)
 class PixieConfig:

@@ -60,7 +60,7 @@ class DecaConfig:
 
     @classmethod
     def tiny(cls) -> DecaConfig:
-        return cls(resnet_base=2, resnet_layers=(1, 1, 1, 1), mlp_hidden=16)
+        return cls(resnet_base=8, resnet_layers=(1, 1, 1, 1), mlp_hidden=16)  # base 8: 25x faster than 2 on CPU
 
 
 class DecaEncoder(nn.Module):

@@ -10,7 +10,8 @@ persons, and returns an :class:`AppearanceOutput` in the SMPL-X UV layout of ``s
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from ..assets import ASSET_BY_KEY, DataFolder
 from ..config import AppearanceConfig
 from ..geometry.rotations import rotmat_to_axis_angle
 from ..preprocess.crop import crop_parts
-from ..types import PixieOutput, _TensorDataclass
+from ..types import AppearanceOutput, PixieOutput
 from . import deca as D
 from .albedo import FlameAlbedo
 from .files import (
@@ -52,19 +53,6 @@ FEATURE_NAMES = {
 }
 
 
-@dataclass(frozen=True)
-class AppearanceOutput(_TensorDataclass):
-    """Per-person appearance in the SMPL-X UV layout (R x R, row 0 = top). Absent features are None."""
-
-    albedo: torch.Tensor | None = None  #: (B, 3, R, R) unlit RGB albedo, the model's scale (~[0, 1])
-    lit: torch.Tensor | None = None  #: (B, 3, R, R) albedo x SH shading of the posed mesh
-    photo: torch.Tensor | None = None  #: (B, 3, R, R) photo texels over the albedo
-    displacement: torch.Tensor | None = None  #: (B, R, R) metres along the outward normal; 0 when gated off
-    normal_map: torch.Tensor | None = None  #: (B, 3, R, R) tangent-space unit normals of the detail
-    head_confidence: torch.Tensor | None = None  #: (B,) head moderator part weight (NaN if unknown)
-    detail_gate: torch.Tensor | None = None  #: (B,) bool: detail computed (confidence > threshold)
-
-
 def _missing(data: DataFolder, keys: tuple[str, ...]) -> list[str]:
     return [ASSET_BY_KEY[k].filename for k in keys if not data.has(k)]
 
@@ -76,10 +64,13 @@ class FaceAppearance(nn.Module):
                  transfer: UvTransfer | None = None, base_texture: np.ndarray | None = None,
                  uv: tuple[np.ndarray, np.ndarray] | None = None, face_mask: np.ndarray | None = None,
                  face_eye_mask: np.ndarray | None = None, deca: D.DecaNet | None = None,
-                 fixed_displacement: np.ndarray | None = None, notices: list[str] | None = None):
+                 fixed_displacement: np.ndarray | None = None, notices: list[str] | None = None,
+                 files: dict[str, Path] | None = None):
         super().__init__()
         self.cfg = cfg
         self.notices = list(notices or [])
+        #: the data files the enabled features were built from (asset key -> path)
+        self.files: dict[str, Path] = dict(files or {})
         self.register_buffer("faces", torch.as_tensor(np.asarray(faces, np.int64)))
         self.albedo_model = albedo
         self.transfer = transfer
@@ -200,7 +191,13 @@ class FaceAppearance(nn.Module):
         if not (on["lit_texture"] or on["photo_texture"] or on["normal_map"]):
             kw.pop("uv", None)
         eff = replace(cfg, **on)
-        return cls(eff, faces, notices=notices, **kw), notices
+        files = {k: data.path(k) for feat, live in on.items() if live for k in FEATURE_FILES[feat]}
+        return cls(eff, faces, notices=notices, files=files, **kw), notices
+
+    @property
+    def features(self) -> list[str]:
+        """The features that are on (``albedo``, ``lit_texture``, ``photo_texture``, ``detail``, ``normal_map``)."""
+        return [f for f in FEATURE_NAMES if getattr(self.cfg, f)]
 
     # ------------------------------------------------------------------ running
     def detail_gate(self, out: PixieOutput) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 
 def settings_dict(engine: Engine, detector: str) -> dict:
-    """The settings a result header records (``detector``: the detector that ran)."""
+    """The settings a result header records and the resume key hashes (``detector``: the detector
+    that ran; ``appearance``: the face-appearance settings in effect)."""
     from dataclasses import asdict
 
     cfg = engine.config
@@ -34,6 +35,7 @@ def settings_dict(engine: Engine, detector: str) -> dict:
         "detector": detector, "device": str(engine.device), "precision": cfg.precision, "speed": cfg.speed,
         "part_convention": cfg.crop.part_convention, "body_scale": cfg.crop.body_scale,
         "head_scale": cfg.crop.head_scale, "hand_scale": cfg.crop.hand_scale, **asdict(cfg.fusion),
+        "appearance": engine.appearance_settings,  # None: no face appearance
     }
 
 

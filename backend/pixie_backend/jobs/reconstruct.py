@@ -121,6 +121,8 @@ class ReconstructJob:
         if self.engine.synthetic:
             yield emit(Message, level="warning", text="the data folder holds SYNTHETIC assets (random weights): "
                                                       "the output is not a reconstruction")
+        for note in self.engine.appearance_notices:  # face-appearance features off for want of a file
+            yield emit(Message, level="info", text=note, details={"notice": "face_appearance"})
         for note in self.notes:
             yield emit(Message, level="info", text=note)
 
