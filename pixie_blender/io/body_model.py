@@ -219,6 +219,10 @@ def _metadata(result: ResultData, package: PackageData, person: PersonData) -> d
         md["pixie_light_sh"] = [float(c) for c in np.asarray(person.light).reshape(-1)]
     if person.tex is not None:
         md["pixie_tex"] = [float(c) for c in np.asarray(person.tex).reshape(-1)]
+    if person.head_confidence is not None:
+        md["pixie_head_confidence"] = float(person.head_confidence)
+    if person.detail_gate is not None:
+        md["pixie_detail_gate"] = bool(person.detail_gate)
     return md
 
 
@@ -295,7 +299,11 @@ def person_plans(
                 metadata=_metadata(result, package, person),
                 albedo_uv=person.albedo_uv,
                 displacement_uv=person.displacement_uv,
+                normal_map_uv=person.normal_map_uv,
+                lit_uv=person.lit_uv,
+                photo_uv=person.photo_uv,
                 light=None if person.light is None else np.asarray(person.light, dtype=np.float64),
+                detail_gate=None if person.detail_gate is None else bool(person.detail_gate),
                 warnings=warnings,
             )
         )

@@ -185,6 +185,8 @@ def build_from_prepared(
     plans = prep.plans
     for p in plans:
         report.warnings += [f"{p.name}: {w}" for w in p.warnings]
+    # features the backend could not compute (optional data files missing): one line each
+    report.warnings += [f"{prep.result.source_name}: {n}" for n in prep.result.appearance_notices]
     origin = np.array(
         options.location if options.location is not None else tuple(context.scene.cursor.location),
         dtype=np.float64,

@@ -253,3 +253,40 @@ def test_cycles_displacement_is_real_geometry_on_the_face_and_follows_the_rig(bp
     cols = np.nonzero(support)[1].mean(), np.nonzero(support2)[1].mean()
     assert abs(cols[1] - cols[0]) > 3  # the face moved in the image, and the detail with it
     assert abs(np.nonzero(changed2)[1].mean() - cols[1]) < abs(np.nonzero(changed2)[1].mean() - cols[0])
+
+
+def test_result_v2_maps_gate_and_notices(bpy_mod, face_fx, opts, tmp_path):
+    from pixie_blender.scene.avatar import build_many
+    from tests.support.fake_result import rewrite_result
+
+    _, body = _build(bpy_mod, face_fx, opts)
+    nodes = body.data.materials[0].node_tree.nodes
+    assert nodes[materials.NORMAL_NODE].image.name == "carol_normal"  # the result's normal map, for EEVEE
+    assert body.parent["pixie_detail_gate"] is True and 0 <= body.parent["pixie_head_confidence"] <= 1
+    # a person whose detail was gated off (zeros) and a backend notice about a missing file
+    note = "facial detail (displacement) off: missing deca_model.tar"
+    gated = rewrite_result(
+        face_fx.result_path,
+        tmp_path / "gated.pixie.npz",
+        header_update={"appearance": {"notices": [note]}},
+        replace={
+            "detail_gate": np.zeros(1, np.uint8),
+            "head_confidence": np.array([0.41], np.float32),
+            "displacement_uv": np.zeros((1, 8, 8), np.float16),
+        },
+    )
+    rep = build_many(bpy_mod.context, [gated], opts(add_camera=False))
+    _, body = avatar_parts(rep.rigs[0])
+    assert detail.MODIFIER not in body.modifiers
+    assert materials.DISPLACEMENT_NODE not in body.data.materials[0].node_tree.nodes
+    assert sum(note in w for w in rep.warnings) == 1
+    assert any("not confident enough (head confidence 0.41)" in w for w in rep.warnings)
+
+
+def test_operator_options(bpy_mod, face_fx):
+    res = bpy_mod.ops.pixie.import_result(
+        filepath=str(face_fx.result_path), add_camera=False, detail="SHADING", world_lighting=True, texture="LIT"
+    )
+    assert res == {"FINISHED"}
+    body = next(o for o in bpy_mod.data.objects if o.get("pixie_role") == "body")
+    assert detail.MODIFIER not in body.modifiers and bpy_mod.context.scene.world.name == "carol_light"

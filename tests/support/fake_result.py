@@ -557,10 +557,17 @@ def make_fixture(
             alb[i, ..., 2] = 90 + 40 * i
         arrays["albedo_uv"] = alb
         appearance["albedo_uv"] = {"colorspace": "sRGB", "uv": "smplx_tex"}
-    if with_displacement == "face":  # on the face only, as the backend writes it
-        d, _ = face_detail_maps(body)
-        arrays["displacement_uv"] = np.repeat(d[None], P, axis=0)
-        appearance["displacement_uv"] = {"units": "m", "uv": "smplx_tex"}
+    version = 1
+    if with_displacement == "face":  # on the face only, with the v2 extras, as the backend writes it
+        d, nrm = face_detail_maps(body)
+        version = 2
+        arrays["displacement_uv"] = np.repeat(d[None], P, axis=0).astype(np.float16)
+        arrays["normal_map_uv"] = np.repeat(nrm[None], P, axis=0)
+        arrays["head_confidence"] = arrays["moderator_weights"][:, 0, 1].copy()
+        arrays["detail_gate"] = np.ones(P, np.uint8)
+        appearance["displacement_uv"] = {"units": "m", "along": "outward normal", "uv": "smplx_tex"}
+        appearance["normal_map_uv"] = {"space": "tangent", "encoding": "n*0.5+0.5", "uv": "smplx_tex"}
+        appearance["notices"] = []
     elif with_displacement:
         yy, xx = np.mgrid[0:128, 0:128]
         d = (0.002 * np.sin(xx / 6.0) * np.cos(yy / 9.0)).astype(np.float32)
@@ -574,7 +581,7 @@ def make_fixture(
         )
     header = {
         "format": "pixie-result",
-        "version": 1,
+        "version": version,
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "producer": {"name": "fake_result", "version": "0"},
         "synthetic": True,
