@@ -45,22 +45,24 @@ MAX_Z = 0.01  #: ``max_z``: tanh output scale, metres
 DETAIL_SIZE = 256  #: side of the displacement map
 INPUT_SIZE = 224
 _INIT_SIZE = 8  #: generator's first feature map (``32 // 4``)
-_GEN_CHANNELS = (128, 128, 64, 64, 32, 16)  #: generator widths: after l1, then after each upsample block
 _LEAKY = 0.2
 _QUIRK_EPS = 0.8  #: ``nn.BatchNorm2d(C, 0.8)``
 
 
 @dataclass(frozen=True)
 class DecaConfig:
-    """Encoder widths. The defaults are DECA's; tests shrink the encoders (same key names)."""
+    """Network widths. The defaults are DECA's; tests shrink them (same key names)."""
 
     resnet_base: int = 64
     resnet_layers: tuple[int, int, int, int] = (3, 4, 6, 3)
     mlp_hidden: int = 1024
+    #: generator widths: after ``l1``, then after each of the five upsampling blocks
+    generator_channels: tuple[int, int, int, int, int, int] = (128, 128, 64, 64, 32, 16)
 
     @classmethod
     def tiny(cls) -> DecaConfig:
-        return cls(resnet_base=8, resnet_layers=(1, 1, 1, 1), mlp_hidden=16)  # base 8: 25x faster than 2 on CPU
+        # ResNet base 8, not 2: a base-2 ResNet is a slow path on the CPU (25x slower than base 8)
+        return cls(resnet_base=8, resnet_layers=(1, 1, 1, 1), mlp_hidden=16, generator_channels=(16, 16, 8, 8, 8, 8))
 
 
 class DecaEncoder(nn.Module):
@@ -79,18 +81,18 @@ class DecaEncoder(nn.Module):
         return self.layers(self.encoder(images))
 
 
-def _generator_blocks() -> nn.Sequential:
+def _generator_blocks(channels: tuple[int, ...]) -> nn.Sequential:
     """``conv_blocks`` with DECA's indices: 0 BN; per stage Upsample, Conv, BN(eps 0.8), LeakyReLU;
     then Conv to one channel (index 21) and Tanh (22)."""
-    mods: list[nn.Module] = [nn.BatchNorm2d(_GEN_CHANNELS[0])]
-    for cin, cout in zip(_GEN_CHANNELS[:-1], _GEN_CHANNELS[1:], strict=True):
+    mods: list[nn.Module] = [nn.BatchNorm2d(channels[0])]
+    for cin, cout in zip(channels[:-1], channels[1:], strict=True):
         mods += [
             nn.Upsample(scale_factor=2, mode="bilinear"),
             nn.Conv2d(cin, cout, 3, stride=1, padding=1),
             nn.BatchNorm2d(cout, eps=_QUIRK_EPS),
             nn.LeakyReLU(_LEAKY, inplace=True),
         ]
-    mods += [nn.Conv2d(_GEN_CHANNELS[-1], 1, 3, stride=1, padding=1), nn.Tanh()]
+    mods += [nn.Conv2d(channels[-1], 1, 3, stride=1, padding=1), nn.Tanh()]
     return nn.Sequential(*mods)
 
 
@@ -98,14 +100,15 @@ class DetailGenerator(nn.Module):
     """``D_detail``: (B, 181) [jaw (3, axis-angle), expression (50), detail code (128)] ->
     (B, 1, 256, 256) displacement, metres (before DECA's fixed displacement is added)."""
 
-    def __init__(self):
+    def __init__(self, channels: tuple[int, ...] = DecaConfig.generator_channels):
         super().__init__()
         latent = NUM_JAW + NUM_EXPRESSION + NUM_DETAIL
-        self.l1 = nn.Sequential(nn.Linear(latent, _GEN_CHANNELS[0] * _INIT_SIZE ** 2))
-        self.conv_blocks = _generator_blocks()
+        self.channels = tuple(channels)
+        self.l1 = nn.Sequential(nn.Linear(latent, self.channels[0] * _INIT_SIZE ** 2))
+        self.conv_blocks = _generator_blocks(self.channels)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        x = self.l1(latent).view(latent.shape[0], _GEN_CHANNELS[0], _INIT_SIZE, _INIT_SIZE)
+        x = self.l1(latent).view(latent.shape[0], self.channels[0], _INIT_SIZE, _INIT_SIZE)
         return self.conv_blocks(x) * MAX_Z
 
 
@@ -118,7 +121,7 @@ class DecaNet(nn.Module):
         self.cfg = cfg
         self.E_flame = DecaEncoder(sum(n for _, n in FLAME_CODE_LAYOUT), cfg)
         self.E_detail = DecaEncoder(NUM_DETAIL, cfg)
-        self.D_detail = DetailGenerator()
+        self.D_detail = DetailGenerator(cfg.generator_channels)
 
     def submodule(self, key: str) -> nn.Module:
         if key not in DECA_KEYS:
