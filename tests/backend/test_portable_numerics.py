@@ -15,9 +15,9 @@ float64 and rounded once to float32), and these tests rebuild the assets in fres
 The same holds for the synthetic face-appearance files and the random DECA weights.
 
 A numerical test must pass on both kinds of machine; ``test_parity_and_fidelity_with_avx2_kernels``
-reruns the float64 parity tests and the Blender fidelity tests with the AVX2 kernels forced
-(``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2``), which is what an AVX2-only
-machine runs.
+reruns the float64 parity tests, the face-appearance equivalence tests and the Blender fidelity
+tests with the AVX2 kernels forced (``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+MKL_CBWR=AVX2``), which is what an AVX2-only machine runs.
 """
 
 from __future__ import annotations
@@ -142,9 +142,10 @@ def test_snap_is_exact_and_idempotent():
 @pytest.mark.slow
 @pytest.mark.skipif(bool(os.environ.get(NESTED)), reason="already the nested AVX2 run")
 def test_parity_and_fidelity_with_avx2_kernels():
-    """The float64 parity tests (incl. the hash check of the regenerated assets) and the Blender
-    fidelity tests, rerun in a fresh process with the AVX2 kernels forced."""
-    tests = ["tests/backend/test_parity_official.py"]
+    """The float64 parity tests (incl. the hash check of the regenerated assets), the face
+    appearance's equivalence with upstream and the Blender fidelity tests, rerun in a fresh process
+    with the AVX2 kernels forced."""
+    tests = ["tests/backend/test_parity_official.py", "tests/backend/test_appearance_official.py"]
     try:
         import bpy  # noqa: F401
 

@@ -61,7 +61,7 @@ class DecaConfig:
 
     @classmethod
     def tiny(cls) -> DecaConfig:
-        # ResNet base 8, not 2: a base-2 ResNet is a slow path on the CPU (25x slower than base 8)
+        # ResNet base 8: at batch 1 a base-2 ResNet can take a slow CPU convolution path (erratic; up to 10x)
         return cls(resnet_base=8, resnet_layers=(1, 1, 1, 1), mlp_hidden=16, generator_channels=(16, 16, 8, 8, 8, 8))
 
 
