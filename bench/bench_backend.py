@@ -53,7 +53,7 @@ def timeit(fn, device, repeat: int = 3, warmup: int = 1) -> float:
 def ensure_data(path: Path) -> Path:
     from pixie_backend.synthetic_assets import write_synthetic_data
 
-    if not (path / "pixie_model.tar").is_file():
+    if not (path / "pixie_model.tar").is_file() or not (path / "deca_model.tar").is_file():  # face files too
         print(f"writing full-size synthetic assets to {path} (once)...", flush=True)
         write_synthetic_data(path, body="full", net="full", seed=0, force=True)
     return path
