@@ -102,7 +102,7 @@ def spread(v: list[float], scale: float = 1.0, fmt: str = "{:.3f}") -> str:
 def ensure_data(path: Path) -> Path:
     from pixie_backend.synthetic_assets import write_synthetic_data
 
-    if not (path / "pixie_model.tar").is_file():
+    if not (path / "pixie_model.tar").is_file() or not (path / "deca_model.tar").is_file():  # face files too
         print(f"writing full-size synthetic assets to {path} (once, a few minutes)...", file=sys.stderr, flush=True)
         write_synthetic_data(path, body="full", net="full", seed=0, force=True)
     return path

@@ -128,14 +128,15 @@ ASSETS: tuple[AssetSpec, ...] = (
     AssetSpec(
         key="flame2smplx_map",
         filename="flame2smplx_tex_1024.npy",
-        purpose="FLAME-UV to SMPL-X-UV texel map for the face albedo",
+        purpose="FLAME-UV to SMPL-X-UV texel map: moves the face albedo and the detail displacement "
+                "into the body's UV layout",
         need=Need.TEXTURE,
         licence="PIXIE License (non-commercial)",
         licence_url=PIXIE_LICENCE,
         register_url=PIXIE_SITE,
         download=("pixie", UTILITIES),
         archive=UTILITIES,
-        missing_effect="no face albedo texture",
+        missing_effect="no face albedo texture and no facial detail",
     ),
     AssetSpec(
         key="smplx_tex_png",
@@ -145,13 +146,45 @@ ASSETS: tuple[AssetSpec, ...] = (
         licence="PIXIE License (non-commercial; file from the PIXIE repository's data/ folder)",
         licence_url=PIXIE_LICENCE,
         register_url=PIXIE_SITE,
-        missing_effect="no full-body albedo texture",
+        missing_effect="no face albedo texture (the albedo is pasted into this body texture)",
         instructions=(
             "Not on the download server: it is in the PIXIE git repository. Download "
             "https://github.com/yfeng95/PIXIE/raw/master/data/smplx_tex.png (no account needed) "
             "and save it as smplx_tex.png in the data folder."
         ),
         url="https://github.com/yfeng95/PIXIE/raw/master/data/smplx_tex.png",
+    ),
+    AssetSpec(
+        key="uv_face_mask",
+        filename="uv_face_mask.png",
+        purpose="face region in FLAME UV (256x256, channel 0): where the detail displacement applies",
+        need=Need.OPTIONAL,
+        licence="PIXIE License (non-commercial; file from the PIXIE repository's data/ folder)",
+        licence_url=PIXIE_LICENCE,
+        register_url=PIXIE_SITE,
+        missing_effect="no facial detail (displacement and normal map)",
+        instructions=(
+            "Not on the download server: it is in the PIXIE git repository. Download "
+            "https://github.com/yfeng95/PIXIE/raw/master/data/uv_face_mask.png (no account needed) "
+            "and save it as uv_face_mask.png in the data folder."
+        ),
+        url="https://github.com/yfeng95/PIXIE/raw/master/data/uv_face_mask.png",
+    ),
+    AssetSpec(
+        key="uv_face_eye_mask",
+        filename="uv_face_eye_mask.png",
+        purpose="face and eye region in FLAME UV (256x256, channel 0): where the photo's texels are used",
+        need=Need.OPTIONAL,
+        licence="PIXIE License (non-commercial; file from the PIXIE repository's data/ folder)",
+        licence_url=PIXIE_LICENCE,
+        register_url=PIXIE_SITE,
+        missing_effect="no face texture taken from the photo (only with --photo-texture)",
+        instructions=(
+            "Not on the download server: it is in the PIXIE git repository. Download "
+            "https://github.com/yfeng95/PIXIE/raw/master/data/uv_face_eye_mask.png (no account needed) "
+            "and save it as uv_face_eye_mask.png in the data folder."
+        ),
+        url="https://github.com/yfeng95/PIXIE/raw/master/data/uv_face_eye_mask.png",
     ),
     AssetSpec(
         key="flame_albedo",
@@ -161,7 +194,7 @@ ASSETS: tuple[AssetSpec, ...] = (
         licence="Basel Face Model licence (not redistributable)",
         licence_url="https://faces.dmi.unibas.ch/bfm/bfm2017.html",
         register_url="https://faces.dmi.unibas.ch/bfm/bfm2017.html",
-        missing_effect="no face albedo (the avatar gets the stock texture or none)",
+        missing_effect="no face albedo texture (the avatar gets a plain skin material)",
         instructions=(
             "Build it yourself (the BFM licence forbids redistribution): "
             "(1) register at https://faces.dmi.unibas.ch/bfm/bfm2017.html and download "
@@ -178,12 +211,12 @@ ASSETS: tuple[AssetSpec, ...] = (
     AssetSpec(
         key="deca_model",
         filename="deca_model.tar",
-        purpose="DECA detail encoder/decoder for the facial displacement map",
+        purpose="DECA's encoders and detail decoder (E_flame, E_detail, D_detail): the facial displacement map",
         need=Need.OPTIONAL,
         licence="DECA License (non-commercial)",
         licence_url="https://deca.is.tue.mpg.de/license.html",
         register_url="https://deca.is.tue.mpg.de",
-        missing_effect="no facial displacement map",
+        missing_effect="no facial detail (displacement and normal map)",
         instructions=(
             "Register at https://flame.is.tue.mpg.de and accept the FLAME and DECA licences, then "
             "download deca_model.tar from the Google Drive file that DECA's fetch_data.sh names "
@@ -192,6 +225,22 @@ ASSETS: tuple[AssetSpec, ...] = (
             "and save it as deca_model.tar in the data folder."
         ),
         url="https://drive.google.com/file/d/1rp8kdyLPvErw2dTmqtjISRVvQLj6Yzje",
+    ),
+    AssetSpec(
+        key="deca_fixed_displacement",
+        filename="fixed_displacement_256.npy",
+        purpose="DECA's fixed displacement (256x256, metres), added to every detail map",
+        need=Need.OPTIONAL,
+        licence="DECA License (non-commercial; file from the DECA repository's data/ folder)",
+        licence_url="https://deca.is.tue.mpg.de/license.html",
+        register_url="https://deca.is.tue.mpg.de",
+        missing_effect="no facial detail (displacement and normal map)",
+        instructions=(
+            "Not on the download server: it is in the DECA git repository. Download "
+            "https://github.com/yfeng95/DECA/raw/master/data/fixed_displacement_256.npy (no account "
+            "needed) and save it as fixed_displacement_256.npy in the data folder."
+        ),
+        url="https://github.com/yfeng95/DECA/raw/master/data/fixed_displacement_256.npy",
     ),
 )
 

@@ -32,13 +32,14 @@ class CheckpointError(RuntimeError):
     """The checkpoint file is unreadable or does not have PIXIE's layout."""
 
 
-def read_checkpoint(path: str | os.PathLike, trust_pickle: bool = False) -> dict:
+def read_checkpoint(path: str | os.PathLike, trust_pickle: bool = False, site: str = "pixie.is.tue.mpg.de") -> dict:
     """Read the raw checkpoint dict.
 
     Args:
-        path: ``pixie_model.tar``.
+        path: ``pixie_model.tar`` (or another checkpoint such as DECA's ``deca_model.tar``).
         trust_pickle: allow full unpickling if the safe loader refuses the file. Only for files
             you downloaded yourself from the official site.
+        site: the official site, named in the message that suggests trusting the file.
 
     Raises:
         CheckpointError: missing, truncated or corrupt file, or not a dict.
@@ -61,7 +62,7 @@ def read_checkpoint(path: str | os.PathLike, trust_pickle: bool = False) -> dict
             raise CheckpointError(
                 f"{path} contains Python objects that the safe loader refuses "
                 f"({next(ln.strip() for ln in str(e).splitlines() if 'Unsupported global' in ln)}). If you "
-                "downloaded this file yourself from pixie.is.tue.mpg.de, allow it with "
+                f"downloaded this file yourself from {site}, allow it with "
                 "--trust-checkpoint (API: trust_pickle=True); unpickling can run code."
             ) from None
         log.warning("loading %s with full unpickling (trusted by the caller)", path)
@@ -88,23 +89,29 @@ def _list(keys: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def load_state_strict(net: PixieNet, ckpt: dict, source: str = "checkpoint") -> None:
+def load_state_strict(net: PixieNet, ckpt: dict, source: str = "checkpoint",
+                      keys: tuple[str, ...] = C.CHECKPOINT_KEYS, what: str = "PIXIE's pixie_model.tar") -> None:
     """Copy ``ckpt`` into ``net``, naming every missing/unexpected key or shape mismatch.
+
+    Args:
+        net: a module with ``submodule(key)`` for every top-level ``key`` of ``keys``.
+        keys: the top-level checkpoint keys (default: PIXIE's 13 modules).
+        what: the file's name in messages.
 
     Raises:
         CheckpointError: any module key is missing or unexpected, or a shape differs.
     """
-    absent = [k for k in C.CHECKPOINT_KEYS if k not in ckpt]
+    absent = [k for k in keys if k not in ckpt]
     if absent:
         raise CheckpointError(
             f"{source} lacks the module(s) {_list(absent)}; found top-level keys "
-            f"{_list(sorted(map(str, ckpt)))}. Is this PIXIE's pixie_model.tar?"
+            f"{_list(sorted(map(str, ckpt)))}. Is this {what}?"
         )
-    extra_top = sorted(str(k) for k in ckpt if k not in C.CHECKPOINT_KEYS)
+    extra_top = sorted(str(k) for k in ckpt if k not in keys)
     if extra_top:
         log.info("%s: ignoring top-level entries %s", source, _list(extra_top))
     problems: list[str] = []
-    for key in C.CHECKPOINT_KEYS:
+    for key in keys:
         module = net.submodule(key)
         state = ckpt[key]
         if not isinstance(state, dict):
@@ -128,7 +135,7 @@ def load_state_strict(net: PixieNet, ckpt: dict, source: str = "checkpoint") -> 
             continue
         module.load_state_dict(state, strict=False)  # strictness checked above, incl. tolerance
     if problems:
-        raise CheckpointError(f"{source} does not match the PIXIE architecture:\n  " + "\n  ".join(problems))
+        raise CheckpointError(f"{source} does not match the architecture of {what}:\n  " + "\n  ".join(problems))
 
 
 def build_net(cfg: NetConfig | None = None, device: str | torch.device = "cpu") -> PixieNet:

@@ -41,6 +41,19 @@ Dtype = Literal["float32", "float64"]
 #: It needs a C++ compiler on the CPU and Triton on CUDA; pays on large CUDA batches, not measured to
 #: pay on the CPU (see README: Benchmarks).
 Compile = Literal["off", "default", "reduce-overhead", "max-autotune"]
+#: How face textures move from FLAME UV into the SMPL-X UV map (``appearance/``).
+#:
+#: * ``"clean"`` — the albedo at its full resolution (512²), bilinear sampling at each SMPL-X texel's
+#:   FLAME UV point, blended into the body texture where the albedo model has data; the
+#:   displacement sampled bilinearly from DECA's 256² map. What a PBR base colour needs.
+#: * ``"official"`` — upstream PIXIE exactly: the albedo resized to 256² with ``F.interpolate``'s
+#:   default (nearest: every second texel), then every mapped texel copied from the nearest FLAME
+#:   texel (``FLAME.texture_flame2smplx``); the same nearest copy for the displacement.
+TextureTransfer = Literal["clean", "official"]
+#: Where the DECA detail decoder takes its expression and jaw from: ``"deca"`` (DECA's own coarse
+#: encoder ``E_flame`` on the same face crop, as the decoder was trained and as upstream's demo
+#: runs it) or ``"pixie"`` (PIXIE's expression and jaw; saves one ResNet-50 per person).
+DetailCondition = Literal["deca", "pixie"]
 
 
 @dataclass(frozen=True)
@@ -94,12 +107,41 @@ class FusionConfig:
 
 
 @dataclass(frozen=True)
+class AppearanceConfig:
+    """Face appearance (albedo, lighting, detail). Each feature also needs its optional data
+    files; a feature whose files are missing is off, with one notice (never an error)."""
+
+    albedo: bool = True  #: FLAME albedo in the SMPL-X UV texture
+    transfer: TextureTransfer = "clean"
+    lit_texture: bool = False  #: also the albedo times PIXIE's SH shading (upstream ``light_albedo``)
+    photo_texture: bool = False  #: also the photo's visible face texels over the albedo (``extractTex``)
+    detail: bool = True  #: DECA detail displacement (needs ``deca_model.tar``)
+    #: the head moderator's part weight must be strictly above this for details (official demo: 0.6)
+    detail_threshold: float = 0.6
+    detail_condition: DetailCondition = "deca"
+    #: DECA's face crop around PIXIE's 68 landmarks: side = int(scale x 1.1 x mean landmark extent)
+    detail_crop_scale: float = 1.25
+    normal_map: bool = True  #: tangent-space detail normal map (needs ``smplx_tex.obj``)
+
+    def __post_init__(self) -> None:
+        if self.transfer not in ("clean", "official"):
+            raise ValueError(f"transfer must be 'clean' or 'official', not {self.transfer!r}")
+        if self.detail_condition not in ("deca", "pixie"):
+            raise ValueError(f"detail_condition must be 'deca' or 'pixie', not {self.detail_condition!r}")
+        if not 0.0 <= self.detail_threshold <= 1.0:  # also refuses nan
+            raise ValueError(f"detail_threshold must be from 0 to 1 (a moderator weight), not {self.detail_threshold}")
+        if not 0.0 < self.detail_crop_scale < 10.0:
+            raise ValueError(f"detail_crop_scale must be a positive factor, not {self.detail_crop_scale}")
+
+
+@dataclass(frozen=True)
 class PixieConfig:
     """Everything that changes numbers, plus where to run."""
 
     net: NetConfig = field(default_factory=NetConfig)
     crop: CropConfig = field(default_factory=CropConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
     device: str = "cpu"  #: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` (CUDA, then MPS, then CPU)
     precision: Precision = "fp32"  #: of the encoders; see :data:`Precision`
     speed: Speed = "exact"

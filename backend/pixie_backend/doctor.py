@@ -23,6 +23,27 @@ class AssetStatus:
         return self.present and self.problem is None
 
 
+def _check_npy(path: Path, size: int) -> str | None:
+    """The ``.npy`` header, and that the data is all there (nothing is unpickled)."""
+    import numpy as np
+
+    fmt = np.lib.format
+    with open(path, "rb") as f:
+        major, _ = fmt.read_magic(f)
+        read = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
+        shape, _, dtype = read(f)
+        start = f.tell()
+        if dtype.hasobject:  # a pickle: it ends with the STOP opcode
+            f.seek(-1, 2)
+            if size <= start or f.read(1) != b".":
+                return "truncated: the pickled data does not end where a complete file ends"
+            return None
+    expected = start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size != expected:
+        return f"truncated or damaged: {size} bytes, the header describes {expected}"
+    return None
+
+
 def check_file(spec: AssetSpec, path: Path) -> str | None:
     """A cheap integrity check of a present file: reads headers and archive directories, never the
     whole of a big file. Returns what is wrong, or None.
@@ -32,7 +53,9 @@ def check_file(spec: AssetSpec, path: Path) -> str | None:
       must be there (a truncated download loses it) and every member must end inside the file;
     * ``.tar`` that is not a zip: a tar archive whose members end inside the file, or a legacy
       PyTorch pickle (first byte 0x80);
-    * ``.npy``: the header and the data length; ``.yaml``: parses; ``.png``: Pillow's verify.
+    * ``.npy``: the header and the data length (a pickled object array, as
+      ``flame2smplx_tex_1024.npy``: the pickle's final STOP opcode); ``.yaml``: parses; ``.png``:
+      Pillow's verify.
     """
     import zipfile
 
@@ -66,9 +89,7 @@ def check_file(spec: AssetSpec, path: Path) -> str | None:
                         return f"truncated: member {m.name} runs past the end of the file"
             return None
         if suffix == ".npy":
-            import numpy as np
-
-            np.load(path, mmap_mode="r", allow_pickle=False)
+            return _check_npy(path, size)
         elif suffix == ".yaml":
             import yaml
 

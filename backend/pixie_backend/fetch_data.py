@@ -1314,7 +1314,7 @@ def manual_steps(spec: AssetSpec, data_dir: Path) -> list[str]:
     dest = _quote_path(data_dir / spec.filename)
     curl = "curl.exe" if os.name == "nt" else "curl"
     copy = "copy" if os.name == "nt" else "cp"
-    if spec.key == "smplx_tex_png" and spec.url:
+    if spec.url and spec.url.startswith("https://github.com/"):  # a plain file in a public repository
         return [f"{curl} -L -o {dest} {spec.url}"]
     if spec.key == "deca_model":
         return ["pip install gdown", f"gdown 1rp8kdyLPvErw2dTmqtjISRVvQLj6Yzje -O {dest}"]

@@ -7,7 +7,9 @@ Two entries:
   [0, 1]), and returns decoded outputs. This is the one-to-one comparison point with upstream.
 * :meth:`Pixie.predict` takes images (paths, arrays or encoded bytes), detects every person, crops
   and predicts in batches across images and people. One bad image never stops the others: each
-  image gets an :class:`ImageResult` with ``status`` ``"ok"`` or ``"error"`` and a message.
+  image gets an :class:`ImageResult` with ``status`` ``"ok"`` or ``"error"`` and a message. With
+  the optional face-appearance files in the data folder, each result also carries the persons'
+  face appearance (``ImageResult.appearance``: albedo, detail displacement, ...).
 
 ``Pixie`` is a thin layer over the job layer: an :class:`~pixie_backend.runtime.engine.Engine` (the
 model, loaded once), a :class:`~pixie_backend.jobs.prepare.Preparer` (load, detect, crop) and a
@@ -42,7 +44,7 @@ from .preprocess.detector import Detector
 from .preprocess.image_io import DEFAULT_MAX_PIXELS
 from .runtime.batcher import Batcher
 from .runtime.engine import Engine
-from .types import PixieOutput
+from .types import AppearanceOutput, PixieOutput
 
 __all__ = ["ImageResult", "PersonCrop", "Pixie", "gather_images"]
 
@@ -81,12 +83,23 @@ class Pixie:
         self._detector_spec = detector
 
     @classmethod
-    def from_model(cls, model: PixieModel, detector: str | Detector = "auto",
+    def from_model(cls, model: PixieModel, detector: str | Detector = "auto", appearance=None,
                    prepare_workers: int | None = None) -> Pixie:
-        """Wrap an already-built :class:`PixieModel` (tests, benchmarks)."""
+        """Wrap an already-built :class:`PixieModel` (and ``FaceAppearance`` stage) (tests, benchmarks)."""
         self = cls.__new__(cls)
-        self._init(Engine.from_model(model), detector, prepare_workers)
+        self._init(Engine.from_model(model, appearance), detector, prepare_workers)
         return self
+
+    @property
+    def appearance(self):
+        """The face-appearance stage (``FaceAppearance``) on the model's device, or None when every
+        feature is off (see :attr:`appearance_notices`)."""
+        return self.engine.appearance
+
+    @property
+    def appearance_notices(self) -> list[str]:
+        """One sentence per face-appearance feature that is off for want of a usable data file."""
+        return self.engine.appearance_notices
 
     @property
     def detector(self) -> Detector:
@@ -109,8 +122,20 @@ class Pixie:
         Args:
             image: (B, 3, 224, 224) RGB in [0, 1].
             image_hd: (B, 3, 1024, 1024) RGB in [0, 1], the same crop at high resolution.
+
+        The face appearance is not computed here (see :meth:`predict_appearance`).
         """
-        return self.engine.infer(image, image_hd)
+        return self.engine.infer(image, image_hd, appearance=False)
+
+    def predict_appearance(self, output: PixieOutput, image_hd: torch.Tensor) -> AppearanceOutput | None:
+        """Face appearance (albedo, lighting, detail) of decoded outputs, on the model's device;
+        None when no appearance feature is on (see :attr:`appearance_notices`).
+
+        Args:
+            output: :meth:`predict_crops` output for B persons.
+            image_hd: (B, 3, 1024, 1024) their HD body crops, RGB in [0, 1].
+        """
+        return self.engine.infer_appearance(output, image_hd)
 
     # ------------------------------------------------------------------ 4b
     def prepare(self, item: ImageInput, index: int = 0, boxes: Sequence[Sequence[float]] | None = None,

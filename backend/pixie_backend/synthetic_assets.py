@@ -12,7 +12,8 @@ from .checkpoint import save_checkpoint
 from .config import NetConfig
 from .nets.random_init import random_pixie_net
 
-_LICENSED = ("smplx_model", "pixie_model", "extra_joints", "j14_regressor", "smplx_tex_obj")
+_LICENSED = ("smplx_model", "pixie_model", "extra_joints", "j14_regressor", "smplx_tex_obj", "flame_albedo",
+             "deca_model")
 
 
 class RefuseToOverwrite(RuntimeError):
@@ -20,7 +21,7 @@ class RefuseToOverwrite(RuntimeError):
 
 
 def write_synthetic_data(out_dir: str | Path, body: str = "small", net: str = "tiny", seed: int = 0,
-                         force: bool = False) -> dict[str, Path]:
+                         force: bool = False, face: bool = True) -> dict[str, Path]:
     """Write synthetic assets into ``out_dir``; returns ``{file name: path}``.
 
     Args:
@@ -28,6 +29,9 @@ def write_synthetic_data(out_dir: str | Path, body: str = "small", net: str = "t
         net: ``full`` (the released architecture, ~770 MB checkpoint) or ``tiny`` (width-reduced).
         seed: everything is a deterministic function of it.
         force: overwrite an existing synthetic folder.
+        face: also the face-appearance files (albedo model, texel map, body texture, masks, DECA's
+            fixed displacement and random ``deca_model.tar``); the albedo image is 512² (official)
+            for the full body, 64² for the small one.
 
     Raises:
         RefuseToOverwrite: the folder has model files but no synthetic marker (real data).
@@ -45,12 +49,23 @@ def write_synthetic_data(out_dir: str | Path, body: str = "small", net: str = "t
         raise RefuseToOverwrite(f"{out} already holds synthetic assets; pass --force to regenerate them")
     if net not in ("full", "tiny"):
         raise ValueError(f"net must be 'full' or 'tiny', not {net!r}")
-    paths = dict(write_body_assets(out, variant=body, seed=seed))
+    from .synthetic import build_body_model
+
+    model = build_body_model(body, seed)
+    paths = dict(write_body_assets(out, model=model))
+    if face:
+        from .appearance.deca import DecaConfig
+        from .appearance.deca_random import write_random_deca
+        from .synthetic.face_assets import write_face_assets
+
+        paths.update(write_face_assets(out, model=model, seed=seed, albedo_resolution=512 if body == "full" else 64))
+        deca = out / ASSET_BY_KEY["deca_model"].filename
+        paths[deca.name] = write_random_deca(deca, DecaConfig() if net == "full" else DecaConfig.tiny(), seed)
     cfg = NetConfig() if net == "full" else NetConfig.tiny()
     ckpt = out / ASSET_BY_KEY["pixie_model"].filename
     save_checkpoint(random_pixie_net(cfg, seed=seed), ckpt)
     paths[ckpt.name] = ckpt
-    info = {"synthetic": True, "body": body, "net": net, "seed": seed}
+    info = {"synthetic": True, "body": body, "net": net, "seed": seed, "face": face}
     marker.write_text(
         "SYNTHETIC ASSETS - NOT A REAL MODEL.\n"
         "Written by `pixie-backend make-synthetic`: a mannequin body in the SMPL-X file format and random\n"

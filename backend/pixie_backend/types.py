@@ -120,6 +120,8 @@ class PixieOutput(_TensorDataclass):
     pose_correctives: torch.Tensor | None = None  #: (B, V, 3) pose-corrective offsets, rest frame
     crops: PartCrops | None = None
     raw: RawPrediction | None = None
+    #: face appearance, added by the engine when it has the stage (``appearance/``); None otherwise
+    appearance: AppearanceOutput | None = None
 
     def without_part_images(self) -> PixieOutput:
         """The same outputs with the part-crop images dropped (their centres and sides kept)."""
@@ -128,3 +130,17 @@ class PixieOutput(_TensorDataclass):
         if self.crops is None:
             return self
         return replace(self, crops=replace(self.crops, head=None, left_hand=None, right_hand=None))
+
+
+@dataclass(frozen=True)
+class AppearanceOutput(_TensorDataclass):
+    """Per-person face appearance in the SMPL-X UV layout of ``smplx_tex.obj`` (R x R, row 0 = top,
+    v = 1), from :class:`~pixie_backend.appearance.model.FaceAppearance`. Absent features are None."""
+
+    albedo: torch.Tensor | None = None  #: (B, 3, R, R) unlit RGB albedo, the model's scale (~[0, 1])
+    lit: torch.Tensor | None = None  #: (B, 3, R, R) albedo x SH shading of the posed mesh
+    photo: torch.Tensor | None = None  #: (B, 3, R, R) photo texels over the albedo
+    displacement: torch.Tensor | None = None  #: (B, R, R) metres along the outward normal; 0 when gated off
+    normal_map: torch.Tensor | None = None  #: (B, 3, R, R) tangent-space unit normals of the detail
+    head_confidence: torch.Tensor | None = None  #: (B,) head moderator part weight (NaN if unknown)
+    detail_gate: torch.Tensor | None = None  #: (B,) bool: detail computed (confidence > threshold)

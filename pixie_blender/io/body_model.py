@@ -134,9 +134,28 @@ class PersonPlan:
     posed_vertices: np.ndarray  # (V, 3) the result's vertices in armature space
     camera: convert.CameraPlan | None
     metadata: dict[str, Any] = field(default_factory=dict)
-    albedo_uv: np.ndarray | None = None
-    displacement_uv: np.ndarray | None = None
+    albedo_uv: np.ndarray | None = None  # (H, W, 3) uint8 sRGB, SMPL-X UV, row 0 = top
+    displacement_uv: np.ndarray | None = None  # (H, W) float metres along the normal
+    normal_map_uv: np.ndarray | None = None  # (H, W, 3) uint8 tangent-space detail normals
+    lit_uv: np.ndarray | None = None  # (H, W, 3) uint8 sRGB albedo x SH shading
+    photo_uv: np.ndarray | None = None  # (H, W, 3) uint8 sRGB photo texels over the albedo
+    light: np.ndarray | None = None  # (9, 3) SH lighting, PIXIE frame
+    detail_gate: bool | None = None  # the backend computed the detail (head confidence > threshold)
     warnings: list[str] = field(default_factory=list)
+
+    def texture(self, which: str) -> tuple[np.ndarray | None, str | None]:
+        """The base-colour texture for ``which`` ("ALBEDO", "LIT", "PHOTO"), falling back to the
+        albedo; returns (image or None, a warning or None)."""
+        chosen = {"ALBEDO": self.albedo_uv, "LIT": self.lit_uv, "PHOTO": self.photo_uv}.get(which)
+        if which != "ALBEDO" and chosen is None and self.albedo_uv is not None:
+            return self.albedo_uv, f"the result has no {which.lower()} texture; using the albedo"
+        return chosen, None
+
+    @property
+    def has_detail(self) -> bool:
+        """A displacement map with some non-zero texel (a gated-off person's map is all zero)."""
+        d = self.displacement_uv
+        return d is not None and bool(np.any(d != 0))
 
     @property
     def extent_x(self) -> tuple[float, float]:
@@ -200,6 +219,10 @@ def _metadata(result: ResultData, package: PackageData, person: PersonData) -> d
         md["pixie_light_sh"] = [float(c) for c in np.asarray(person.light).reshape(-1)]
     if person.tex is not None:
         md["pixie_tex"] = [float(c) for c in np.asarray(person.tex).reshape(-1)]
+    if person.head_confidence is not None:
+        md["pixie_head_confidence"] = float(person.head_confidence)
+    if person.detail_gate is not None:
+        md["pixie_detail_gate"] = bool(person.detail_gate)
     return md
 
 
@@ -276,6 +299,11 @@ def person_plans(
                 metadata=_metadata(result, package, person),
                 albedo_uv=person.albedo_uv,
                 displacement_uv=person.displacement_uv,
+                normal_map_uv=person.normal_map_uv,
+                lit_uv=person.lit_uv,
+                photo_uv=person.photo_uv,
+                light=None if person.light is None else np.asarray(person.light, dtype=np.float64),
+                detail_gate=None if person.detail_gate is None else bool(person.detail_gate),
                 warnings=warnings,
             )
         )

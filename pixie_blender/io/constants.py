@@ -143,4 +143,6 @@ BAKED_CORRECTIVE_KEY = "PoseCorrectives"
 RESULT_FORMAT = "pixie-result"
 PACKAGE_FORMAT = "pixie-smplx-package"
 SEQUENCE_FORMAT = "pixie-sequence"
-SUPPORTED_MAJOR_VERSION = 1
+SUPPORTED_MAJOR_VERSION = 1  # model packages and sequence files
+#: Result-file versions this add-on reads (2 adds the face appearance; docs/result-format.md).
+SUPPORTED_RESULT_VERSIONS = (1, 2)

@@ -66,8 +66,15 @@ RESULT_ARRAYS: tuple[ArraySpec, ...] = (
     _r("keypoints_2d", ("P", None, 2), need="optional"),
     _r("joints_rest", ("P", J, 3), need="optional"),
     _r("pose_correctives", ("P", "V", 3), need="optional"),
+    # face appearance (v2; v1 files have none of it), SMPL-X UV layout, row 0 = top; the colour
+    # textures share one size, the detail maps are read at any size (they get images of their own)
     _r("albedo_uv", ("P", "H", "W", 3), kind="u8", need="optional"),
+    _r("lit_uv", ("P", "H", "W", 3), kind="u8", need="optional"),
+    _r("photo_uv", ("P", "H", "W", 3), kind="u8", need="optional"),
     _r("displacement_uv", ("P", None, None), need="optional"),
+    _r("normal_map_uv", ("P", None, None, 3), kind="u8", need="optional"),
+    _r("head_confidence", ("P",), need="optional"),
+    _r("detail_gate", ("P",), kind="u8", need="optional"),
 )
 
 #: In content-hash order (``package_content_sha256``).

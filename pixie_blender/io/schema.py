@@ -1,4 +1,4 @@
-"""Read and validate result files and model packages (``docs/result-format.md``, format v1).
+"""Read and validate result files (format v1 and v2) and model packages (v1), ``docs/result-format.md``.
 
 numpy and the standard library only: no ``bpy``, no torch. Every problem a user can cause (wrong
 file, wrong version, missing or malformed arrays, corrupt archive, missing model package) raises
@@ -30,6 +30,7 @@ from .constants import (
     RESULT_FORMAT,
     SEQUENCE_FORMAT,
     SUPPORTED_MAJOR_VERSION,
+    SUPPORTED_RESULT_VERSIONS,
 )
 
 __all__ = [
@@ -49,7 +50,7 @@ __all__ = [
 
 
 class PixieFormatError(ValueError):
-    """A file is not a readable v1 result or model package; the message is for the user."""
+    """A file is not a readable result or model package; the message is for the user."""
 
 
 class PackageNotFoundError(PixieFormatError):
@@ -144,19 +145,21 @@ class _Archive:
             elif fmt == SEQUENCE_FORMAT:
                 hint = " (it is an image-sequence result; use Import Image Sequence)"
             raise PixieFormatError(f"{self.path.name} is not a PIXIE {self.what}: format is {fmt!r}{hint}")
-        _check_version(self.path, header.get("version"), self.what)
+        allowed = SUPPORTED_RESULT_VERSIONS if fmt == RESULT_FORMAT else (SUPPORTED_MAJOR_VERSION,)
+        _check_version(self.path, header.get("version"), self.what, allowed)
         return header
 
 
-def _check_version(path: Path, version: Any, what: str) -> None:
+def _check_version(path: Path, version: Any, what: str, allowed: tuple[int, ...]) -> None:
     try:
         major = int(str(version).split(".")[0])
     except ValueError:
         major = None
-    if major != SUPPORTED_MAJOR_VERSION:
+    if major not in allowed:
+        readable = " and ".join(str(v) for v in allowed)
         raise PixieFormatError(
             f"{path.name}: {what} format version {version!r} is not supported "
-            f"(this add-on reads version {SUPPORTED_MAJOR_VERSION}); update the add-on or the backend"
+            f"(this add-on reads version {readable}); update the add-on or the backend"
         )
 
 
@@ -239,7 +242,13 @@ class PersonData:
     tex: np.ndarray | None = None  # (50,)
     keypoints_2d: np.ndarray | None = None  # (145, 2)
     albedo_uv: np.ndarray | None = None  # (H, W, 3) uint8, row 0 = top
-    displacement_uv: np.ndarray | None = None  # (H, W) float32 metres
+    displacement_uv: np.ndarray | None = None  # (H, W) float metres (float16 in v2 files)
+    # format v2
+    lit_uv: np.ndarray | None = None  # (H, W, 3) uint8 sRGB
+    photo_uv: np.ndarray | None = None  # (H, W, 3) uint8 sRGB
+    normal_map_uv: np.ndarray | None = None  # (H, W, 3) uint8 tangent space n·½ + ½
+    head_confidence: np.ndarray | None = None  # () float
+    detail_gate: np.ndarray | None = None  # () uint8, 1 = detail computed
 
 
 class HeaderFile:
@@ -302,6 +311,13 @@ class ResultData(HeaderFile):
         return int(self.persons[0].vertices.shape[0]) if self.persons else 0
 
 
+    @property
+    def appearance_notices(self) -> list[str]:
+        """The backend's notices about face-appearance features that were off (v2)."""
+        look = self.header.get("appearance")
+        notes = look.get("notices") if isinstance(look, dict) else None
+        return [str(n) for n in notes] if isinstance(notes, list) else []
+
     def find_source_image(self) -> Path | None:
         """The source photo: its path as given (absolute or relative to the result), else a file
         of the same name next to the result, else the photo a ``<stem>.pixie-source.json`` beside
@@ -330,7 +346,7 @@ class ResultData(HeaderFile):
 
 
 #: Per-person arrays that only feed metadata; a non-finite one is ignored, not an error.
-_INFORMATIONAL = ("moderator_weights", "bbox", "cam", "light", "tex", "keypoints_2d")
+_INFORMATIONAL = ("moderator_weights", "bbox", "cam", "light", "tex", "keypoints_2d", "head_confidence")
 
 _POSE_PARTS = (  # (array, joints) assembling full_pose when a writer leaves it out
     ("global_orient", 1),

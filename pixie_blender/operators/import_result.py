@@ -53,6 +53,31 @@ class PIXIE_OT_import_result(bpy.types.Operator, ImportHelper):
         unit="LENGTH",
         description="Gap between avatars standing side by side",
     )
+    texture: EnumProperty(
+        name="Texture",
+        items=(
+            ("ALBEDO", "Albedo", "Unlit face albedo in the body texture: correct under any lighting"),
+            ("LIT", "Lit", "The albedo with PIXIE's estimate of the photo's lighting baked in"),
+            ("PHOTO", "Photo", "The photo's visible face pixels over the albedo"),
+        ),
+        default="ALBEDO",
+        description="Base colour of the avatar, when the result has face textures",
+    )
+    detail: EnumProperty(
+        name="Facial Detail",
+        items=(
+            ("DISPLACE", "Displace", "Real displaced geometry in Cycles (adaptive subdivision); normal map in EEVEE"),
+            ("SHADING", "Shading Only", "Normal/bump map only, no subdivision"),
+            ("NONE", "None", "Ignore the detail maps"),
+        ),
+        default="DISPLACE",
+        description="How the result's facial displacement map is used",
+    )
+    world_lighting: BoolProperty(
+        name="Photo Lighting",
+        default=False,
+        description="Replace the scene's world with PIXIE's spherical-harmonics estimate of the photo's light",
+    )
 
     def invoke(self, context, event):
         prefs = get_preferences(context)
@@ -84,6 +109,9 @@ class PIXIE_OT_import_result(bpy.types.Operator, ImportHelper):
             layout.prop(self, "focal_length")
         layout.prop(self, "place_on_ground")
         layout.prop(self, "gap")
+        layout.prop(self, "texture")
+        layout.prop(self, "detail")
+        layout.prop(self, "world_lighting")
 
     def execute(self, context):
         from ..io.schema import PixieFormatError
@@ -102,6 +130,9 @@ class PIXIE_OT_import_result(bpy.types.Operator, ImportHelper):
             place_on_ground=self.place_on_ground,
             gap=self.gap,
             use_cache=True if prefs is None else prefs.use_template_cache,
+            texture=self.texture,
+            detail=self.detail,
+            world_lighting=self.world_lighting,
         )
         try:
             rep = build_many(context, paths, options)

@@ -21,10 +21,12 @@ import numpy as np
 from ..io import body_model
 from ..io.constants import BAKED_CORRECTIVE_KEY
 from ..io.schema import PackageData, ResultData, find_package, read_result
-from . import armature, camera, materials, shape_keys, template_cache
+from . import armature, camera, detail, materials, shape_keys, template_cache, world
 
 CORRECTIVE_MODES = ("BAKED", "LIVE", "NONE")
 PLACEMENTS = ("IN_PLACE", "PHOTO")
+TEXTURE_MODES = ("ALBEDO", "LIT", "PHOTO")
+DETAIL_MODES = ("DISPLACE", "SHADING", "NONE")
 
 
 @dataclass
@@ -47,6 +49,16 @@ class ImportOptions:
     cache_dir: str | None = None  # None: the add-on's user cache
     num_shape_keys: int | None = None  # None: all of the package's (200)
     persons: tuple[int, ...] | None = None  # None: every person of the result
+    #: base colour: "ALBEDO" (unlit, for any lighting), "LIT" (PIXIE's SH shading baked in) or
+    #: "PHOTO" (the photo's face texels over the albedo); falls back to the albedo
+    texture: str = "ALBEDO"
+    #: facial detail: "DISPLACE" (real displaced geometry in Cycles via adaptive subdivision, the
+    #: detail normal map in EEVEE), "SHADING" (normal/bump map only, no subdivision) or "NONE"
+    detail: str = "DISPLACE"
+    #: set the scene's world to PIXIE's SH estimate of the photo's lighting (first avatar)
+    world_lighting: bool = False
+    #: "PACK" the textures into the .blend, or save them as "FILES" next to it
+    image_storage: str = "PACK"
 
 
 @dataclass
@@ -74,6 +86,7 @@ _ID_COLLECTIONS = (
     "node_groups",
     "textures",
     "movieclips",
+    "worlds",
 )
 
 
@@ -121,10 +134,13 @@ class PreparedImport:
 
 def prepare(result_path: str | os.PathLike, options: ImportOptions) -> PreparedImport:
     """Read and validate everything (numpy only); raises :class:`PixieFormatError`."""
-    if options.pose_correctives not in CORRECTIVE_MODES:
-        raise ValueError(f"pose_correctives must be one of {CORRECTIVE_MODES}")
-    if options.placement not in PLACEMENTS:
-        raise ValueError(f"placement must be one of {PLACEMENTS}")
+    for label, value, allowed in (("pose_correctives", options.pose_correctives, CORRECTIVE_MODES),
+                                  ("placement", options.placement, PLACEMENTS),
+                                  ("texture", options.texture, TEXTURE_MODES),
+                                  ("detail", options.detail, DETAIL_MODES),
+                                  ("image_storage", options.image_storage, ("PACK", "FILES"))):
+        if value not in allowed:
+            raise ValueError(f"{label} must be one of {allowed}, not {value!r}")
     result = read_result(result_path)
     if options.persons is not None:
         keep = [p for p in result.persons if p.index in set(options.persons)]
@@ -169,6 +185,8 @@ def build_from_prepared(
     plans = prep.plans
     for p in plans:
         report.warnings += [f"{p.name}: {w}" for w in p.warnings]
+    # features the backend could not compute (optional data files missing): one line each
+    report.warnings += [f"{prep.result.source_name}: {n}" for n in prep.result.appearance_notices]
     origin = np.array(
         options.location if options.location is not None else tuple(context.scene.cursor.location),
         dtype=np.float64,
@@ -234,11 +252,7 @@ def build_from_prepared(
             if options.pose_correctives == "BAKED" and plan.pose_correctives is not None:
                 shape_keys.set_baked_correctives(body, plan.pose_correctives)
             arm_ob.location = tuple(loc + shift)
-            mat = materials.create_material(
-                f"{plan.name}_skin", plan.albedo_uv, plan.displacement_uv, image_prefix=plan.name
-            )
-            body.data.materials.clear()
-            body.data.materials.append(mat)
+            _apply_appearance(context, plan, body, options, report)
             md = dict(plan.metadata)
             md["pixie_pose_correctives"] = options.pose_correctives
             md["pixie_placement"] = "PHOTO" if photo is not None else "IN_PLACE"
@@ -270,6 +284,12 @@ def build_from_prepared(
 
         if cams and options.set_scene_camera and context.scene.camera is None:
             camera.use_camera(context.scene, cams[0])
+        if options.world_lighting:
+            lit = next((p for p in plans if p.light is not None), None)
+            if lit is None:
+                report.warnings.append("the result has no SH lighting; the world is unchanged")
+            else:
+                context.scene.world = world.create_sh_world(f"{lit.name}_light", lit.light)
 
         view_layer = context.view_layer
         for o in view_layer.objects:
@@ -311,6 +331,35 @@ def _photo_layout(prep: PreparedImport, options: ImportOptions, origin: np.ndarr
         focal_px=options.focal_px,
         ground=options.place_on_ground,
     )
+
+
+def _apply_appearance(context, plan: body_model.PersonPlan, body, options: ImportOptions,
+                      report: BuildReport) -> None:
+    """The avatar's material (texture, detail maps) and, for displacement, its subdivision."""
+    tex, note = plan.texture(options.texture)
+    if note:
+        report.warnings.append(f"{plan.name}: {note}")
+    with_detail = options.detail != "NONE" and plan.has_detail
+    if options.detail != "NONE" and plan.detail_gate is False:
+        conf = plan.metadata.get("pixie_head_confidence")
+        why = f" (head confidence {conf:.2f})" if isinstance(conf, float) else ""
+        report.warnings.append(f"{plan.name}: no facial detail: the face expert was not confident enough{why}")
+    mat = materials.create_material(
+        f"{plan.name}_skin",
+        tex,
+        plan.displacement_uv if with_detail else None,
+        image_prefix=plan.name,
+        normal_map_uv=plan.normal_map_uv if with_detail else None,
+        store=options.image_storage,
+    )
+    body.data.materials.clear()
+    body.data.materials.append(mat)
+    if with_detail and options.detail == "SHADING":
+        mat.displacement_method = "BUMP"  # no subdivision: Cycles shades the detail, moves nothing
+    if with_detail and options.detail == "DISPLACE":
+        for w in detail.enable_adaptive_displacement(context.scene, body):
+            if w not in report.warnings:
+                report.warnings.append(w)
 
 
 def build_many(context, result_paths, options: ImportOptions | None = None) -> BuildReport:

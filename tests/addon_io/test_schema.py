@@ -81,8 +81,8 @@ def _bad_cases(fake, d: Path):
     """(file, substring of the error) for every way a result file can be bad."""
     cases = {}
     cases["wrong_version"] = (
-        rewrite_result(fake.result_path, d / "v2.pixie.npz", header_update={"version": 2}),
-        "version 2 is not supported",
+        rewrite_result(fake.result_path, d / "v3.pixie.npz", header_update={"version": 3}),
+        "version 3 is not supported",
     )
     cases["missing_betas"] = (
         rewrite_result(fake.result_path, d / "nob.pixie.npz", drop=("betas",)),

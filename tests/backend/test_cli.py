@@ -302,12 +302,14 @@ def _bad_args(tmp_path, image):
         "device tpu": (["-o", tmp_path / "o", "--device", "tpu"], "unknown device 'tpu'"),
         "no megapixels": (["-o", tmp_path / "o", "--max-megapixels", "0"], "--max-megapixels"),
         "batch size": (["-o", tmp_path / "o", "--batch-size", "0"], "--batch-size"),
+        "detail threshold": (["-o", tmp_path / "o", "--detail-threshold", "1.5"], "--detail-threshold"),
+        "detail threshold nan": (["-o", tmp_path / "o", "--detail-threshold", "nan"], "--detail-threshold"),
     }
 
 
 @pytest.mark.parametrize("case", ["out is a file", "out under a file", "status file unwritable", "boxes not json",
                                   "boxes missing", "boxes not a number", "device tpu", "no megapixels",
-                                  "batch size"])
+                                  "batch size", "detail threshold", "detail threshold nan"])
 def test_bad_argument_is_one_sentence(small_data_dir, three_images, tmp_path, capsys, case):
     args, words = _bad_args(tmp_path, three_images / "a.png")[case]
     code = main(["reconstruct", str(three_images / "a.png"), *map(str, args), "--data-dir", str(small_data_dir),

@@ -4,6 +4,8 @@ and the real machine is checked against its own /proc/cpuinfo."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from pixie_backend.runtime import device as D
@@ -190,8 +192,6 @@ def test_cli_precision_errors_are_one_sentence(small_data_dir, tmp_path, capsys,
 
 
 def test_cli_auto_precision_and_batch_size_reach_the_result(small_data_dir, tmp_path, machine, astronaut):
-    import json
-
     import numpy as np
     from PIL import Image
     from pixie_backend.cli import main
@@ -243,8 +243,6 @@ def test_float64_engine_resolves_auto_to_fp32(small_data_dir, machine):
 def test_reconstruct_video_records_what_ran(small_data_dir, tmp_path, capsys, machine, astronaut, native, want):
     """``reconstruct-video --device auto --precision auto``: the same choice as ``reconstruct``, in
     the sequence file's header and the started event."""
-    import json
-
     from PIL import Image
     from pixie_backend.cli import main
     from pixie_backend.sequence.sequence_file import read_sequence_arrays
@@ -285,3 +283,39 @@ def test_serve_resolves_auto_and_reports_what_runs(small_data_dir, machine):
         holder.close()
     with pytest.raises(ValueError, match="--precision: fp16 is not supported on this CPU"):
         build_config(build_parser().parse_args(["serve", "--precision", "fp16", "--device", "cpu"]))
+
+
+# ---------------------------------------------------------------------- --compile is wired
+@pytest.mark.parametrize("command", ["reconstruct", "reconstruct-video"])
+def test_compile_option_reaches_the_encoders(small_data_dir, tmp_path, capsys, monkeypatch, astronaut, command):
+    """``--compile MODE`` wraps the three encoders in ``torch.compile(..., mode=MODE)`` and the
+    batches run through the wrapped encoders (the compiler itself is stood in for: it needs Triton
+    or a C++ toolchain and minutes; ``tests/backend/test_gpu.py`` compiles for real on CUDA)."""
+    from PIL import Image
+    from pixie_backend.cli import main
+
+    compiled: list[tuple[str, str]] = []
+    calls: list[str] = []
+
+    class Compiled(torch.nn.Module):
+        def __init__(self, module, mode):
+            super().__init__()
+            self.module = module
+            compiled.append((type(module).__name__, mode))
+
+        def forward(self, *args, **kwargs):
+            calls.append(type(self.module).__name__)
+            return self.module(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", lambda module, mode=None, **kw: Compiled(module, mode))
+    frames = tmp_path / "in"
+    frames.mkdir()
+    Image.fromarray(astronaut[::2, ::2]).save(frames / "f1.png")
+    target = [str(frames / "f1.png")] if command == "reconstruct" else [str(frames)]
+    code = main([command, *target, "-o", str(tmp_path / "o"), "--data-dir", str(small_data_dir), "--detector", "none",
+                 "--device", "cpu", "--precision", "fp32", "--compile", "reduce-overhead", "--json"])
+    assert code == 0, capsys.readouterr().err
+    assert len(compiled) == 3 and {m for _, m in compiled} == {"reduce-overhead"}
+    assert len(calls) >= 3  # the body, head and hand encoders ran compiled (hands: two calls or one)
+    started = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert started["details"]["compile"] == "reduce-overhead"

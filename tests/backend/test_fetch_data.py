@@ -693,8 +693,20 @@ def test_json_progress_with_credentials_on_stdin(server, data_dir):
     assert finished["status"] == "ok" and finished["exit_code"] == 0 and finished["error"] is None
     report = finished["details"]["report"]
     assert report["complete"] is True and report["doctor"]["schema"] == 1
-    manual = [e for e in events if e["event"] == "message" and e["details"].get("manual")]
-    assert {e["details"]["key"] for e in manual} == {"smplx_tex_png", "flame_albedo", "deca_model"}
+    manual = {e["details"]["key"]: e["details"] for e in events
+              if e["event"] == "message" and e["details"].get("manual")}
+    assert set(manual) == {
+        "smplx_tex_png",
+        "uv_face_mask",
+        "uv_face_eye_mask",
+        "flame_albedo",
+        "deca_model",
+        "deca_fixed_displacement",
+    }
+    # the files in public repositories come with a copyable download command
+    for key in ("smplx_tex_png", "uv_face_mask", "uv_face_eye_mask", "deca_fixed_displacement"):
+        cmd = manual[key]["commands"][0]
+        assert cmd.startswith(("curl", "curl.exe")) and manual[key]["url"] in cmd and manual[key]["file"] in cmd
     assert_no_secret(proc.stdout, proc.stderr)
 
 

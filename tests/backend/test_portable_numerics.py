@@ -12,10 +12,12 @@ float64 and rounded once to float32), and these tests rebuild the assets in fres
   kernel family (``OPENBLAS_CORETYPE``);
 * for torch: the portable ``default`` ATen kernels and oneDNN/MKL capped at AVX2.
 
+The same holds for the synthetic face-appearance files and the random DECA weights.
+
 A numerical test must pass on both kinds of machine; ``test_parity_and_fidelity_with_avx2_kernels``
-reruns the float64 parity tests and the Blender fidelity tests with the AVX2 kernels forced
-(``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2``), which is what an AVX2-only
-machine runs.
+reruns the float64 parity tests, the face-appearance equivalence tests and the Blender fidelity
+tests with the AVX2 kernels forced (``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+MKL_CBWR=AVX2``), which is what an AVX2-only machine runs.
 """
 
 from __future__ import annotations
@@ -42,11 +44,24 @@ with tempfile.TemporaryDirectory() as d:
     print(json.dumps({n: hashlib.sha256(p.read_bytes()).hexdigest() for n, p in paths.items()}))
 """
 
+_FACE_SCRIPT = """
+import hashlib, json, sys, tempfile
+from pathlib import Path
+from pixie_backend.synthetic import build_body_model
+from pixie_backend.synthetic.face_assets import write_face_assets
+with tempfile.TemporaryDirectory() as d:
+    paths = write_face_assets(Path(d), model=build_body_model(sys.argv[1], 3), seed=3, albedo_resolution=64)
+    print(json.dumps({n: hashlib.sha256(p.read_bytes()).hexdigest() for n, p in paths.items()}))
+"""
+
 _NET_SCRIPT = """
 import json
+from pixie_backend.appearance.deca import DecaConfig
+from pixie_backend.appearance.deca_random import random_deca_net
 from pixie_backend.config import NetConfig
 from pixie_backend.nets.random_init import random_pixie_net, state_sha256
-print(json.dumps({"net": state_sha256(random_pixie_net(NetConfig.tiny(), seed=11))}))
+print(json.dumps({"net": state_sha256(random_pixie_net(NetConfig.tiny(), seed=11)),
+                  "deca": state_sha256(random_deca_net(DecaConfig.tiny(), seed=11))}))
 """
 
 
@@ -92,7 +107,17 @@ def test_synthetic_body_files_are_byte_identical(variant):
     _assert_same(runs)
 
 
-def test_random_network_is_bit_identical():
+@pytest.mark.parametrize("variant", ["small", pytest.param("full", marks=pytest.mark.slow)])
+def test_synthetic_face_files_are_byte_identical(variant):
+    runs = {
+        "1 thread": _run(_FACE_SCRIPT, _threads(1), variant),
+        "2 threads": _run(_FACE_SCRIPT, _threads(2), variant),
+        "baseline SIMD": _run(_FACE_SCRIPT, {**_threads(2), **_numpy_baseline()}, variant),
+    }
+    _assert_same(runs)
+
+
+def test_random_networks_are_bit_identical():
     runs = {
         "1 thread": _run(_NET_SCRIPT, _threads(1)),
         "2 threads": _run(_NET_SCRIPT, _threads(2)),
@@ -117,9 +142,10 @@ def test_snap_is_exact_and_idempotent():
 @pytest.mark.slow
 @pytest.mark.skipif(bool(os.environ.get(NESTED)), reason="already the nested AVX2 run")
 def test_parity_and_fidelity_with_avx2_kernels():
-    """The float64 parity tests (incl. the hash check of the regenerated assets) and the Blender
-    fidelity tests, rerun in a fresh process with the AVX2 kernels forced."""
-    tests = ["tests/backend/test_parity_official.py"]
+    """The float64 parity tests (incl. the hash check of the regenerated assets), the face
+    appearance's equivalence with upstream and the Blender fidelity tests, rerun in a fresh process
+    with the AVX2 kernels forced."""
+    tests = ["tests/backend/test_parity_official.py", "tests/backend/test_appearance_official.py"]
     try:
         import bpy  # noqa: F401
 

@@ -373,7 +373,7 @@ def test_gpu_path_gives_the_cpu_result(small_data_dir, turn_away, tmp_path, monk
             return super().upload(pixels, centers, sides)
 
     cpu = Engine.from_data_dir(small_data_dir, PixieConfig(device="cpu", dtype="float64"))
-    gpu = GpuLike(cpu.model, cpu.files)
+    gpu = GpuLike(cpu.model, cpu.files, cpu.appearance, cpu.appearance_notices)
     clip, frames_dir, _ = turn_away
     first, n = HIDDEN.start - 4, 8  # frames 16-23: the second person turns away at 20 (proposals follow it)
     frames = tmp_path / "frames"

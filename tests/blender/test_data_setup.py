@@ -120,8 +120,11 @@ def test_client_reads_the_doctor_report(tmp_path):
     assert status.accounts_needed() == ["smplx", "pixie"]
     assert {a.filename for a in status.missing_manual()} == {
         "smplx_tex.png",
+        "uv_face_mask.png",
+        "uv_face_eye_mask.png",
         "FLAME_albedo_from_BFM.npz",
         "deca_model.tar",
+        "fixed_displacement_256.npy",
     }
     png = next(a for a in status.assets if a.key == "smplx_tex_png")
     assert png.commands and str(tmp_path / "smplx_tex.png") in png.commands[0]

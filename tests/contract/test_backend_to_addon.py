@@ -71,7 +71,7 @@ def test_header_and_axis_angle_consistency(written):
     paths, _, _ = written
     with np.load(paths[1], allow_pickle=False) as z:
         header = json.loads(str(z["header"]))
-        assert header["format"] == "pixie-result" and header["version"] == 1 and header["num_persons"] == 2
+        assert header["format"] == "pixie-result" and header["version"] == 2 and header["num_persons"] == 2
         assert len(header["joint_names"]) == 55 and header["joint_names"][23] == "left_eye_smplhf"
         full = z["full_pose"]
         aa = np.concatenate([z["global_orient_aa"][:, None], z["body_pose_aa"].reshape(2, 21, 3),
@@ -87,3 +87,21 @@ def test_header_and_axis_angle_consistency(written):
         joints = z["joints"]
         proj = np.stack([a[:, None] * joints[..., 0] + bx[:, None], a[:, None] * joints[..., 1] + by[:, None]], -1)
         np.testing.assert_allclose(proj, z["keypoints_2d"], atol=0.05)
+
+
+def test_reader_reads_the_face_appearance(written):
+    """Format v2: the add-on reads the backend's appearance arrays with their meaning."""
+    paths, writer, res = written
+    two = schema.read_result(paths[1])
+    look = res[1].appearance
+    assert two.appearance_notices == []
+    for k, person in enumerate(two.persons):
+        assert person.albedo_uv.shape == (1024, 1024, 3) and person.albedo_uv.dtype == np.uint8
+        want = np.round(look.albedo[k].clamp(0, 1).permute(1, 2, 0).numpy() * 255)
+        assert np.abs(person.albedo_uv.astype(np.float64) - want).max() <= 1
+        gate = bool(look.detail_gate[k])
+        assert bool(person.detail_gate) == gate == (float(person.head_confidence) > 0.6)
+        np.testing.assert_allclose(person.displacement_uv.astype(np.float32), look.displacement[k].numpy(),
+                                   atol=2e-6, rtol=1e-3)  # float16
+        n = person.normal_map_uv.astype(np.float64) / 255 * 2 - 1
+        np.testing.assert_allclose(n, look.normal_map[k].permute(1, 2, 0).numpy(), atol=1 / 255 + 1e-6)  # 8 bits

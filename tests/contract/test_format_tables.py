@@ -12,7 +12,7 @@ from pixie_backend.export import format_spec as writer
 from pixie_blender.io import format_spec as reader
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "result-format.md"
-KIND = {"float32": "f", "int32": "i", "uint8": "u8"}
+KIND = {"float32": "f", "float16": "f", "int32": "i", "uint8": "u8"}
 
 
 def _doc_arrays(section: str) -> list[str]:

@@ -201,6 +201,43 @@ def _import_mannequin():
 _BODY_CACHE: dict[tuple[str, int], Any] = {}
 
 
+def _import_face_assets():
+    """``pixie_backend.synthetic.face_assets`` (numpy only) next to the mannequin, or None."""
+    if _import_mannequin() is None:
+        return None
+    try:
+        return importlib.import_module("pixie_backend.synthetic.face_assets")
+    except ImportError:
+        return None
+
+
+def face_detail_maps(body, size: int = 256, amplitude: float = 0.002) -> tuple[np.ndarray, np.ndarray]:
+    """A facial displacement (size, size) float32 metres, in the body's UV layout and only inside
+    the synthetic face mask (horizontal "wrinkles" in FLAME UV, copied texel by texel like
+    upstream's ``texture_flame2smplx``), and a matching tangent-space normal map (size, size, 3)
+    uint8 (finite differences in UV, one UV unit taken as 0.25 m). Row 0 = top (v = 1)."""
+    fa = _import_face_assets()
+    if fa is None or getattr(body, "vt", None) is None:
+        raise RuntimeError("face detail maps need the synthetic mannequin (pixie_backend.synthetic)")
+    cached = fa.texel_map(body, size)
+    ids = cached["target_pixel_ids"]
+    rows, cols = cached["y_coords"][ids].astype(int), cached["x_coords"][ids].astype(int)
+    uv = cached["source_uv_points"]
+    face, _ = fa.face_masks(body)
+    n = face.shape[0]
+    v = 1.0 - (np.arange(n) + 0.5) / n
+    pattern = amplitude * np.sin(2 * np.pi * 14 * v)[:, None] * face
+    src_r = np.clip(n * (1 - uv[:, 1]), 0, n - 1).astype(int)
+    src_c = np.clip(n * uv[:, 0], 0, n - 1).astype(int)
+    disp = np.zeros((size, size), np.float32)
+    disp[rows, cols] = pattern[src_r, src_c]
+    du = np.gradient(disp, axis=1) * size / 0.25
+    dv = -np.gradient(disp, axis=0) * size / 0.25
+    nrm = np.stack([-du, -dv, np.ones_like(du)], axis=-1)
+    nrm /= np.linalg.norm(nrm, axis=-1, keepdims=True)
+    return disp, np.round((nrm * 0.5 + 0.5) * 255).astype(np.uint8)
+
+
 def load_body_model(variant: str = "small", seed: int = 0):
     """The synthetic mannequin when available (``variant`` "full" or "small"), else the toy body."""
     key = (variant, seed)
@@ -399,7 +436,7 @@ def make_fixture(
     seed: int = 0,
     image_size: tuple[int, int] = (640, 480),
     with_albedo: bool = False,
-    with_displacement: bool = False,
+    with_displacement: bool | str = False,  # True: a pattern everywhere; "face": on the face only
     with_image: bool = True,
     with_uv: bool = True,
     compress: bool = False,
@@ -520,7 +557,18 @@ def make_fixture(
             alb[i, ..., 2] = 90 + 40 * i
         arrays["albedo_uv"] = alb
         appearance["albedo_uv"] = {"colorspace": "sRGB", "uv": "smplx_tex"}
-    if with_displacement:
+    version = 1
+    if with_displacement == "face":  # on the face only, with the v2 extras, as the backend writes it
+        d, nrm = face_detail_maps(body)
+        version = 2
+        arrays["displacement_uv"] = np.repeat(d[None], P, axis=0).astype(np.float16)
+        arrays["normal_map_uv"] = np.repeat(nrm[None], P, axis=0)
+        arrays["head_confidence"] = arrays["moderator_weights"][:, 0, 1].copy()
+        arrays["detail_gate"] = np.ones(P, np.uint8)
+        appearance["displacement_uv"] = {"units": "m", "along": "outward normal", "uv": "smplx_tex"}
+        appearance["normal_map_uv"] = {"space": "tangent", "encoding": "n*0.5+0.5", "uv": "smplx_tex"}
+        appearance["notices"] = []
+    elif with_displacement:
         yy, xx = np.mgrid[0:128, 0:128]
         d = (0.002 * np.sin(xx / 6.0) * np.cos(yy / 9.0)).astype(np.float32)
         arrays["displacement_uv"] = np.repeat(d[None], P, axis=0)
@@ -533,7 +581,7 @@ def make_fixture(
         )
     header = {
         "format": "pixie-result",
-        "version": 1,
+        "version": version,
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "producer": {"name": "fake_result", "version": "0"},
         "synthetic": True,

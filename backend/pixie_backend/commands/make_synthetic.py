@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="full: the released architecture (~770 MB); tiny: width-reduced (default: full)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="regenerate an existing synthetic folder")
+    p.add_argument("--face", action=argparse.BooleanOptionalAction, default=True,
+                   help="also the face-appearance files: albedo model, texture map, body texture, masks, DECA's "
+                        "fixed displacement and random deca_model.tar (default: on)")
     p.set_defaults(func=run)
     return p
 
@@ -29,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        paths = write_synthetic_data(args.out, args.body, args.net, args.seed, args.force)
+        paths = write_synthetic_data(args.out, args.body, args.net, args.seed, args.force, face=args.face)
     except RefuseToOverwrite as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

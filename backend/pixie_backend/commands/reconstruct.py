@@ -28,8 +28,13 @@ exit codes:
   failed, 4 output folder busy (see --lock-timeout), 130 interrupted
 
 resume:
-  A rerun skips an image only if its files are intact and the image content, the settings, the
-  detector, its boxes and the model files are all unchanged; anything else is recomputed.
+  A rerun skips an image only if its files are intact and the image content, the settings (face
+  appearance included), the detector, its boxes and the model files (the optional face files
+  included) are all unchanged; anything else is recomputed.
+
+face appearance:
+  Each feature needs optional data files (see `pixie-backend doctor`); a feature whose files are
+  missing is off, with one NOTE line, and the rest of the result is produced.
 """
 
 
@@ -60,6 +65,22 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="allow full unpickling of pixie_model.tar if the safe loader refuses it")
     p.add_argument("--json", "--json-progress", dest="json", action="store_true",
                    help="print the event protocol (docs/protocol.md) on stdout, one JSON object per line")
+    face = p.add_argument_group("face appearance (each needs optional data files; see `pixie-backend doctor`)")
+    face.add_argument("--albedo", action=argparse.BooleanOptionalAction, default=True,
+                      help="FLAME albedo texture in the SMPL-X UV map (default: on)")
+    face.add_argument("--texture-transfer", choices=("clean", "official"), default="clean",
+                      help="clean: full-resolution albedo, bilinear; official: upstream's 256² nearest copy "
+                           "(default: clean)")
+    face.add_argument("--lit-texture", action="store_true", help="also the albedo shaded by PIXIE's SH lighting")
+    face.add_argument("--photo-texture", action="store_true",
+                      help="also the photo's visible face texels over the albedo")
+    face.add_argument("--detail", action=argparse.BooleanOptionalAction, default=True,
+                      help="DECA detail displacement and normal map (default: on)")
+    face.add_argument("--detail-threshold", type=float, default=0.6,
+                      help="head moderator weight above which details are computed, 0 to 1 "
+                           "(default: 0.6, as upstream)")
+    face.add_argument("--detail-condition", choices=("deca", "pixie"), default="deca",
+                      help="expression and jaw for the detail decoder: DECA's own encoder or PIXIE's (default: deca)")
     p.set_defaults(func=run)
     return p
 
@@ -99,6 +120,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UsageError("--max-megapixels must be a number more than 0")
     if args.lock_timeout is not None and args.lock_timeout < 0:
         raise UsageError("--lock-timeout must be 0 or more")
+    if not 0.0 <= args.detail_threshold <= 1.0:  # also refuses nan
+        raise UsageError("--detail-threshold must be a number from 0 to 1 (the head moderator's weight)")
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise UsageError(f"-o/--out: {out} is a file; name a folder")
@@ -122,7 +145,7 @@ class Printer:
         if kind == "started":
             self.bar = self.tqdm(total=ev.total, unit="img", file=sys.stderr, disable=not ev.total)
         elif kind == "message":
-            self.write(("warning: " if ev.level == "warning" else "") + ev.text)
+            self.write(("warning: " if ev.level == "warning" else "NOTE: ") + ev.text)
         elif kind == "item_done":
             d = ev.details
             if ev.resumed:
@@ -169,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     from ..assets import MissingAssetError
     from ..body.smplx_layer import ModelFileError
     from ..checkpoint import CheckpointError
-    from ..config import CropConfig, PixieConfig
+    from ..config import AppearanceConfig, CropConfig, PixieConfig
     from ..jobs.reconstruct import ReconstructJob, ReconstructOptions
     from ..jobs.sources import gather_sources
     from ..runtime.engine import Engine
@@ -188,8 +211,11 @@ def run(args: argparse.Namespace) -> int:
     if boxes:
         sources = [s.with_boxes(boxes.get(str(s.path), boxes.get(s.path.name)))
                    if s.path is not None and s.problem is None else s for s in sources]
+    appearance = AppearanceConfig(albedo=args.albedo, transfer=args.texture_transfer, lit_texture=args.lit_texture,
+                                  photo_texture=args.photo_texture, detail=args.detail,
+                                  detail_threshold=args.detail_threshold, detail_condition=args.detail_condition)
     config = PixieConfig(crop=CropConfig(part_convention=args.part_crop_convention), device=args.device,
-                         precision=args.precision, speed=args.speed, compile=args.compile)
+                         precision=args.precision, speed=args.speed, compile=args.compile, appearance=appearance)
     try:
         engine = Engine.from_data_dir(args.data_dir, config, trust_checkpoint=args.trust_checkpoint)
     except (MissingAssetError, CheckpointError, ModelFileError) as e:

@@ -124,6 +124,12 @@ def run(args: argparse.Namespace) -> int:
             out = res[0].output
             if not torch.isfinite(out.vertices).all():
                 raise RuntimeError("non-finite vertices")
+            look = res[0].appearance
+            parts = [k for k in ("albedo", "displacement", "normal_map")
+                     if look is not None and getattr(look, k) is not None]
+            if look is not None and not all(torch.isfinite(getattr(look, k)).all() for k in parts):
+                raise RuntimeError("non-finite face appearance")
+            face = ", ".join(parts) if parts else "off (" + "; ".join(pix.appearance_notices) + ")"
             job = ReconstructJob(pix.engine, [ImageSource.from_array("selftest", image)],
                                  ReconstructOptions(root / "out", detector="none"))
             events = list(job.run())
@@ -133,7 +139,10 @@ def run(args: argparse.Namespace) -> int:
             with np.load(done.details["result"], allow_pickle=False) as z:
                 if z["vertices"].shape != tuple(out.vertices.shape):
                     raise RuntimeError("the written result does not read back")
-            return f"{len(res[0].persons)} person(s), {out.vertices.shape[1]} vertices -> {done.details['result']}"
+                if look is not None and look.albedo is not None and "albedo_uv" not in z.files:
+                    raise RuntimeError("the written result lacks the face albedo")
+            return (f"{len(res[0].persons)} person(s), {out.vertices.shape[1]} vertices, face: {face} "
+                    f"-> {done.details['result']}")
 
         checks.run("reconstruct on CPU and write the result", cpu_run)
 

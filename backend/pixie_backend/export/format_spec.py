@@ -24,7 +24,7 @@ from .. import constants as C
 class ArraySpec:
     name: str
     shape: tuple[int | str | None, ...]  #: None: any size
-    dtype: str  #: numpy dtype name: float32, int32 or uint8
+    dtype: str  #: numpy dtype name: float32, float16, int32 or uint8
     always: bool  #: written in every file (False: only when available)
     doc: str = ""
 
@@ -69,8 +69,14 @@ RESULT_ARRAYS: tuple[ArraySpec, ...] = (
     _a("keypoints_2d", ("P", NK, 2), "joints projected into the image, pixels"),
     _a("joints_rest", ("P", J, 3), "rest-pose joints J(betas, expression)"),
     _a("pose_correctives", ("P", "V", 3), "posedirs . (R - I), rest frame"),
-    _a("albedo_uv", ("P", "H", "W", 3), "unlit albedo in the SMPL-X UV layout", dtype="uint8", always=False),
-    _a("displacement_uv", ("P", None, None), "displacement along the normal, metres", always=False),
+    # face appearance (format v2; ``export/appearance_arrays.py``), SMPL-X UV layout, row 0 = top
+    _a("albedo_uv", ("P", "H", "W", 3), "unlit albedo, sRGB", dtype="uint8", always=False),
+    _a("lit_uv", ("P", "H", "W", 3), "albedo x SH shading, sRGB", dtype="uint8", always=False),
+    _a("photo_uv", ("P", "H", "W", 3), "photo texels over the albedo, sRGB", dtype="uint8", always=False),
+    _a("displacement_uv", ("P", "H", "W"), "metres along the outward normal", dtype="float16", always=False),
+    _a("normal_map_uv", ("P", "H", "W", 3), "tangent-space detail normals n/2 + 1/2", dtype="uint8", always=False),
+    _a("head_confidence", ("P",), "head moderator part weight", always=False),
+    _a("detail_gate", ("P",), "1: detail computed", dtype="uint8", always=False),
 )
 
 #: Arrays of ``smplx_package_<hash12>.npz`` in **content-hash order**.

@@ -1,4 +1,4 @@
-"""Writing result files and model packages (format v1, ``docs/result-format.md``).
+"""Writing result files (format v2) and model packages (v1), ``docs/result-format.md``.
 
 The arrays and their shapes are declared once, in :mod:`.format_spec`; every file is checked against
 that table before it is written. Everything is written atomically (:mod:`pixie_backend.atomic`), so
@@ -28,7 +28,11 @@ from .format_spec import PACKAGE_ARRAYS, PACKAGE_HASH_ORDER, RESULT_ARRAYS, chec
 
 RESULT_FORMAT = "pixie-result"
 PACKAGE_FORMAT = "pixie-smplx-package"
-FORMAT_VERSION = 1
+#: Result files. 2 adds the face appearance (lit and photo textures, the detail normal map, the
+#: detail gate and head confidence, float16 displacement); a v2 reader reads v1 files.
+FORMAT_VERSION = 2
+#: Model packages (unchanged since 1).
+PACKAGE_VERSION = 1
 RESULT_SUFFIX = ".pixie.npz"
 
 def atomic_savez(path: Path, arrays: dict[str, np.ndarray], compress: bool = False) -> None:
@@ -114,7 +118,7 @@ def write_package(out_dir: Path, smplx: PixieSMPLX, uvs: tuple[np.ndarray, np.nd
         if arrays is None:
             arrays = package_arrays(smplx, uvs)
         header = {
-            "format": PACKAGE_FORMAT, "version": FORMAT_VERSION, "content_sha256": digest,
+            "format": PACKAGE_FORMAT, "version": PACKAGE_VERSION, "content_sha256": digest,
             "smplx_sha256": smplx_sha256, "synthetic": synthetic, "joint_names": list(C.SMPLX_JOINT_NAMES),
             "num_vertices": int(arrays["v_template"].shape[0]),
             "uv_source": "smplx_tex.obj" if uvs is not None else None,

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from ..runtime.engine import Engine
+from .appearance_arrays import appearance_arrays, appearance_header
 from .result_file import (
     RESULT_SUFFIX,
     PackageRef,
@@ -26,7 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def settings_dict(engine: Engine, detector: str) -> dict:
-    """The settings a result header records (``detector``: the detector that ran)."""
+    """The settings a result header records and the resume key hashes (``detector``: the detector
+    that ran; ``appearance``: the face-appearance settings in effect)."""
     from dataclasses import asdict
 
     cfg = engine.config
@@ -34,6 +36,7 @@ def settings_dict(engine: Engine, detector: str) -> dict:
         "detector": detector, "device": str(engine.device), "precision": cfg.precision, "speed": cfg.speed,
         "part_convention": cfg.crop.part_convention, "body_scale": cfg.crop.body_scale,
         "head_scale": cfg.crop.head_scale, "hand_scale": cfg.crop.hand_scale, **asdict(cfg.fusion),
+        "appearance": engine.appearance_settings,  # None: no face appearance
     }
 
 
@@ -76,6 +79,8 @@ class ResultWriter:
             raise ValueError(f"cannot write a failed result ({result.message})")
         folder = Path(folder) if folder is not None else self.out_dir
         arrays = result_arrays(result.output, result.persons, self.engine.config.crop.image_size)
+        look = appearance_arrays(result.appearance) if result.appearance is not None else {}
+        arrays.update(look)
         src = Path(result.source)
         source = {"path": result.source, "name": result.name or src.stem, "width": result.width,
                   "height": result.height, "sha256": source_sha256}
@@ -91,6 +96,9 @@ class ResultWriter:
         header = result_header(source, len(result.persons), self.package, self.checkpoint_sha, self.smplx_sha,
                                self.synthetic, settings, frame)
         header["persons"] = [{"box_source": q.source, "score": q.score} for q in result.persons]
+        engine = self.engine
+        look_cfg = engine.appearance.cfg if engine.appearance is not None else None
+        header["appearance"] = appearance_header(look, look_cfg, engine.appearance_notices)
         path = folder / f"{name}{RESULT_SUFFIX}"
         write_result(path, header, arrays)
         written = [path]

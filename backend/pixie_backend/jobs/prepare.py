@@ -66,6 +66,11 @@ class ImageResult:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def appearance(self):
+        """The persons' face appearance (``AppearanceOutput``, CPU), or None without the stage."""
+        return self.output.appearance if self.output is not None else None
+
     def fail(self, code: str, message: str) -> ImageResult:
         self.status, self.code, self.message = "error", code, message
         return self

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..export.result_file import RESULT_SUFFIX
+from ..export.result_file import FORMAT_VERSION, RESULT_SUFFIX
 from ..preprocess.detector import Detector, DetectorUnavailable
 from ..preprocess.image_io import DEFAULT_MAX_PIXELS
 from ..runtime.batcher import Batcher
@@ -125,6 +125,8 @@ class ReconstructJob:
         if self.engine.synthetic:
             yield emit(Message, level="warning", text="the data folder holds SYNTHETIC assets (random weights): "
                                                       "the output is not a reconstruction")
+        for note in self.engine.appearance_notices:  # face-appearance features off for want of a file
+            yield emit(Message, level="info", text=note, details={"notice": "face_appearance"})
         for note in self.notes:
             yield emit(Message, level="info", text=note)
 
@@ -182,7 +184,8 @@ class ReconstructJob:
             writer = ResultWriter(self.engine, folder.root, write_objs=opts.write_objs, detector=detector)
         except OSError as e:
             raise OutputError(f"cannot write the model package into {folder.root}: {e.strerror or e}") from None
-        settings_sha = {d: _sha({"settings": settings_dict(self.engine, d), "objs": opts.write_objs, "format": 1})
+        settings_sha = {d: _sha({"settings": settings_dict(self.engine, d), "objs": opts.write_objs,
+                                 "format": FORMAT_VERSION})
                         for d in {detector, "given"}}  # images with boxes do not depend on the detector
         model_sha = self.engine.model_fingerprint
         total = len(self.sources)

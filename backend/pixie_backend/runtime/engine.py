@@ -4,6 +4,10 @@ It is the only place that sets process-wide CUDA flags, the only place that ente
 ``torch.inference_mode`` for the pipeline, and it is safe to call from several threads (one batch
 runs at a time). Everything the writers need to know about the model (its files and their hashes,
 whether it is synthetic, the UV layout) is public here, so nothing else reads model internals.
+
+The engine also holds the optional face-appearance stage (:mod:`pixie_backend.appearance`), built
+once from the data folder: :meth:`Engine.infer` runs it right after the networks, on the same
+device and in the same dtype, so every job that batches through the engine gets it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 from ..config import PixieConfig
 from ..model import PixieModel
 from ..preprocess.crop import crop_squares, square_taps
-from ..types import PixieOutput
+from ..types import AppearanceOutput, PixieOutput
 from .device import DeviceError, resolve_device, resolve_precision
 from .transfer import DeviceImage, PendingOutput, Transfers
 
@@ -75,9 +79,14 @@ class Engine:
     """A :class:`PixieModel` on its device, ready for batches of body crops.
 
     Build it with :meth:`from_data_dir` (the official files) or :meth:`from_model`.
+
+    Args:
+        appearance: the face-appearance stage (``FaceAppearance``), or None.
+        notices: one sentence per face-appearance feature that is off for want of a file.
     """
 
-    def __init__(self, model: PixieModel, files: ModelFiles | None = None):
+    def __init__(self, model: PixieModel, files: ModelFiles | None = None, appearance=None,
+                 notices: list[str] | tuple[str, ...] = ()):
         self.config: PixieConfig = model.cfg
         self.device = resolve_device(self.config.device)
         check_dtype(self.device, self.config.dtype)
@@ -94,6 +103,9 @@ class Engine:
             "PIXIE on %s, encoders in %s (%s), speed %s", self.device, self.precision.precision,
             self.precision.reason, self.config.speed)
         self.files = files or ModelFiles()
+        self.appearance = (appearance.to(self.device, self.config.torch_dtype).eval()
+                           if appearance is not None else None)
+        self.appearance_notices: list[str] = list(notices)
         self._lock = threading.Lock()
         self.transfers = Transfers(self.device)
 
@@ -110,6 +122,7 @@ class Engine:
         Raises:
             MissingAssetError, CheckpointError, ModelFileError, DeviceError: with a message for the user.
         """
+        from ..appearance.model import FaceAppearance
         from ..assets import DataFolder, network_config_for
         from ..body.smplx_layer import PixieSMPLX
         from ..checkpoint import load_pixie_net
@@ -127,38 +140,74 @@ class Engine:
         )
         net = load_pixie_net(files.checkpoint, config.net, device, trust_pickle=trust_checkpoint)
         smplx = PixieSMPLX.from_files(files.smplx, files.extra_joints, files.j14).to(device)
-        return cls(PixieModel(net, smplx, config), files)
+        appearance, notices = FaceAppearance.from_data(data, config.appearance, smplx.faces.cpu().numpy(),
+                                                       trust_checkpoint=trust_checkpoint)
+        return cls(PixieModel(net, smplx, config), files, appearance, notices)
 
     @classmethod
-    def from_model(cls, model: PixieModel) -> Engine:
-        """Wrap an already-built model (tests, benchmarks); it moves to ``model.cfg.device``."""
-        return cls(model)
+    def from_model(cls, model: PixieModel, appearance=None) -> Engine:
+        """Wrap an already-built model (and face-appearance stage) (tests, benchmarks); they move to
+        ``model.cfg.device``."""
+        return cls(model, appearance=appearance)
 
     # ------------------------------------------------------------------ inference
-    def infer(self, image: torch.Tensor, image_hd: torch.Tensor) -> PixieOutput:
+    def infer(self, image: torch.Tensor, image_hd: torch.Tensor, appearance: bool = True) -> PixieOutput:
         """Decoded outputs for body crops, on the engine's device (thread-safe, inference mode).
 
         Args:
             image: (B, 3, 224, 224) RGB in [0, 1].
             image_hd: (B, 3, H, H) RGB in [0, 1], the same crops at high resolution (1024).
+            appearance: also run the face-appearance stage (if the engine has one) into
+                ``PixieOutput.appearance``.
 
         Returns:
             Outputs in the configured dtype (``PixieConfig.dtype``).
         """
         dtype = self.config.torch_dtype
         with self._lock, torch.inference_mode():
-            return self.model(image.to(self.device, dtype), image_hd.to(self.device, dtype))
+            image_hd = image_hd.to(self.device, dtype)
+            out = self.model(image.to(self.device, dtype), image_hd)
+            if appearance and self.appearance is not None:
+                out = replace(out, appearance=self._appearance(out, image_hd))
+            return out
+
+    def infer_appearance(self, out: PixieOutput, image_hd: torch.Tensor) -> AppearanceOutput | None:
+        """The face appearance of decoded outputs (None without the stage), on the engine's device.
+
+        Args:
+            out: :meth:`infer` output for B persons.
+            image_hd: (B, 3, H, H) their HD body crops, RGB in [0, 1].
+        """
+        if self.appearance is None:
+            return None
+        with self._lock, torch.inference_mode():
+            return self._appearance(out.to(self.device), image_hd.to(self.device, self.config.torch_dtype))
+
+    def _appearance(self, out: PixieOutput, image_hd: torch.Tensor) -> AppearanceOutput:
+        return self.appearance(out, image_hd, self.model.smplx)
+
+    @property
+    def appearance_settings(self) -> dict | None:
+        """The face-appearance settings in effect (features whose files are missing are off), for
+        result headers and resume keys; None without the stage."""
+        if self.appearance is None:
+            return None
+        from dataclasses import asdict
+
+        return asdict(self.appearance.cfg)
 
     def upload(self, pixels: torch.Tensor, centers: torch.Tensor, sides: torch.Tensor) -> DeviceImage:
         """Start copying one decoded image (H, W, 3) to the device, with its persons' body squares
         (``centers`` (P, 2), ``sides`` (P,), image pixels); see :class:`~.transfer.Transfers`."""
         return self.transfers.upload(pixels, centers, sides)
 
-    def infer_batch(self, parts: Sequence[tuple[torch.Tensor, torch.Tensor] | DeviceImage]) -> PixieOutput:
+    def infer_batch(self, parts: Sequence[tuple[torch.Tensor, torch.Tensor] | DeviceImage],
+                    appearance: bool = True) -> PixieOutput:
         """One batch from several images: each part is either body crops ``(image, image_hd)``
         (cut on the CPU) or a :class:`DeviceImage` whose crops are cut here, on the device, straight
-        into the batch. Returns the outputs on the device (thread-safe, inference mode); on CUDA
-        the work is queued and this returns before it has run."""
+        into the batch. Returns the outputs on the device (thread-safe, inference mode), with the
+        face appearance as :meth:`infer` adds it; on CUDA the work is queued and this returns
+        before it has run."""
         crop = self.config.crop
         dtype = self.config.torch_dtype
         n = sum(p.persons if isinstance(p, DeviceImage) else p[0].shape[0] for p in parts)
@@ -178,7 +227,10 @@ class Engine:
                     image[i:i + k].copy_(p[0], non_blocking=True)
                     image_hd[i:i + k].copy_(p[1], non_blocking=True)
                 i += k
-            return self.model(image, image_hd)
+            out = self.model(image, image_hd)
+            if appearance and self.appearance is not None:
+                out = replace(out, appearance=self._appearance(out, image_hd))
+            return out
 
     def to_host(self, out: PixieOutput, part_crop_images: bool | None = None) -> PendingOutput:
         """Start copying outputs to the host (pinned memory, a copy stream of its own on CUDA).
@@ -263,6 +315,8 @@ class Engine:
         f = self.files
         named = {"checkpoint": f.checkpoint, "smplx": f.smplx, "extra_joints": f.extra_joints, "j14": f.j14,
                  "uv_obj": f.uv_obj}
+        if self.appearance is not None:  # the face-appearance files in use (keyed by asset key)
+            named.update({f"appearance.{k}": p for k, p in sorted(self.appearance.files.items())})
         return {k: (file_sha256(p) if p is not None else None) for k, p in named.items()}
 
     @cached_property
@@ -287,7 +341,8 @@ class Engine:
         d = {"device": str(self.device), "precision": self.config.precision,
              "precision_reason": self.precision.reason, "speed": self.config.speed,
              "synthetic": self.synthetic, "net": "official" if self.config.net.is_official else "reduced",
-             "data_dir": str(self.files.data_dir) if self.files.data_dir else None}
+             "data_dir": str(self.files.data_dir) if self.files.data_dir else None,
+             "appearance": self.appearance.features if self.appearance is not None else []}
         if self.config.compile != "off":
             d["compile"] = self.config.compile
         if self.device.type == "cuda":
