@@ -99,10 +99,12 @@ def spread(v: list[float], scale: float = 1.0, fmt: str = "{:.3f}") -> str:
 
 
 # ---------------------------------------------------------------------- set-up
-def ensure_data(path: Path) -> Path:
+def ensure_data(path: Path, face: bool = True) -> Path:
+    """The full-size synthetic folder (``face``: with the face-appearance files, which this script's
+    own tables do not use: they time PIXIE's networks; ``bench_appearance.py`` needs them)."""
     from pixie_backend.synthetic_assets import write_synthetic_data
 
-    if not (path / "pixie_model.tar").is_file() or not (path / "deca_model.tar").is_file():  # face files too
+    if not (path / "pixie_model.tar").is_file() or (face and not (path / "deca_model.tar").is_file()):
         print(f"writing full-size synthetic assets to {path} (once, a few minutes)...", file=sys.stderr, flush=True)
         write_synthetic_data(path, body="full", net="full", seed=0, force=True)
     return path
@@ -451,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     if "gpu" in sections and device.type == "mps":
         raise SystemExit("the gpu section measures CUDA (utilisation via NVML); use --device cuda")
     batches = args.batches or ([1, 8, 64] if gpu else [1, 8])
-    data = ensure_data(Path(args.data_dir))
+    data = ensure_data(Path(args.data_dir), face=False)
     from skimage import data as skdata
 
     image = skdata.astronaut()

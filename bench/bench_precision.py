@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     data = Path(args.data_dir)
     if data == ROOT / "build" / "bench-data":
-        ensure_data(data)
+        ensure_data(data, face=False)
     engines = build_engines(data, args.device, ["fast", *args.modes])
     ref = engines["fast"]
     dev = ref.device

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             if name == "tests" and not args.skip_tests:
                 ok &= run_tests(out, args.smoke)
             elif name == "data" and not args.smoke:
-                bb.ensure_data(Path(args.data_dir))
+                bb.ensure_data(Path(args.data_dir), face=False)
             elif name == "model":
                 out("\n## Model part (bench_backend.py --sections model)\n")
                 argv_model = ["--device", str(device), "--sections", "model", "--rounds", "3", "--modes", "fast",
