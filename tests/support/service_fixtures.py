@@ -23,6 +23,10 @@ LIMITS = (
     "8",
     "--max-wait",
     "0.5",
+    "--max-video-mb",
+    "6",
+    "--max-frames",
+    "40",
 )
 
 
