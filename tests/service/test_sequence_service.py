@@ -9,12 +9,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tests.support.protocol import validate_events
 from tests.support.service import ROOT, png_bytes
+from tests.support.service_fixtures import CLIP_FRAMES
 
-FRAMES = 16
+FRAMES = CLIP_FRAMES
 
 
 def submit(http, video=None, frames=None, **form):
@@ -52,32 +52,14 @@ def tiny_video(path: Path, frames: int, size: tuple[int, int]) -> bytes:
     return path.read_bytes()
 
 
-@pytest.fixture(scope="module")
-def crossing(service_data, tmp_path_factory):
-    """Two people crossing, 16 frames: the MJPG video, its PNG frames, and per frame the boxes a
-    face-driven detector would find (the synthetic body has no face a real detector sees)."""
-    from pixie_backend.body.smplx_layer import PixieSMPLX
-    from pixie_backend.sequence.synthetic_clip import make_clip
-
-    d = service_data
-    body = PixieSMPLX.from_files(d / "SMPLX_NEUTRAL_2020.npz", d / "smplx_extra_joints.yaml", d / "SMPLX_to_J14.pkl")
-    clip = make_clip(body, "crossing", num_frames=FRAMES, seed=1)
-    out = tmp_path_factory.mktemp("crossing")
-    video = clip.write_video(out / "crossing.avi")
-    frames = clip.render_frames(out / "frames")
-    boxes = {k: [b.tolist() for _, b in clip.detections(k)] for k in range(FRAMES)}
-    (out / "boxes.json").write_text(json.dumps({str(k): v for k, v in boxes.items()}))
-    return clip, video, frames, boxes, out / "boxes.json"
-
-
-def test_video_job_equals_the_cli(http, service_data, crossing, tmp_path, capsys):
+def test_video_job_equals_the_cli(http, service_data, crossing_clip, tmp_path, capsys):
     """The video through the service: one item_done per frame in order, progress with frames/s and
     ETA, no server path; the fetched sequence file equals the CLI's for the same clip, the AMASS
     files are fetchable, and the model package (by hash) lets the add-on's reader load it."""
     from pixie_backend.cli import main
     from pixie_backend.sequence.sequence_file import read_sequence_arrays
 
-    clip, video, _frames, boxes, boxes_file = crossing
+    clip, video, _frames, boxes, boxes_file = crossing_clip
     r = submit(http, video=("crossing.avi", video.read_bytes()), boxes=json.dumps(boxes), amass=True)
     assert r.status_code == 202, r.text
     job = r.json()
@@ -159,12 +141,12 @@ def test_video_job_equals_the_cli(http, service_data, crossing, tmp_path, capsys
     assert http.delete(f"/v1/jobs/{job['id']}").status_code == 204
 
 
-def test_frames_keep_the_upload_order(http, crossing, tmp_path):
+def test_frames_keep_the_upload_order(http, crossing_clip, tmp_path):
     """Frames as images, uploaded in clip order under names whose natural order is another: the
     service keeps the upload order, takes fps from the form and boxes keyed by file name."""
     from pixie_backend.sequence.sequence_file import read_sequence_arrays
 
-    clip, _video, frames, boxes, _ = crossing
+    clip, _video, frames, boxes, _ = crossing_clip
     names = [f"shot_{(5 * k) % FRAMES:02d}.png" for k in range(FRAMES)]  # 00, 05, 10, 15, 04, ...
     uploads = [(n, p.read_bytes()) for n, p in zip(names, frames, strict=True)]
     by_name = {n: boxes[k] for k, n in enumerate(names)}
@@ -187,8 +169,8 @@ def test_frames_keep_the_upload_order(http, crossing, tmp_path):
         assert min(np.abs(arrays["bbox"][row] - b).max() for b in np.asarray(boxes[k])) < 1e-3
 
 
-def test_cancel_a_sequence_job(http, crossing):
-    _clip, video, *_ = crossing
+def test_cancel_a_sequence_job(http, crossing_clip):
+    _clip, video, *_ = crossing_clip
     r = submit(http, video=("crossing.avi", video.read_bytes()), detector="none")
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
@@ -204,8 +186,8 @@ def test_cancel_a_sequence_job(http, crossing):
     assert http.get(f"/v1/jobs/{job_id}").json()["files"] == []  # no sequence file
 
 
-def test_bad_uploads_get_their_codes(http, crossing, tmp_path):
-    _clip, video, frames, _boxes, _ = crossing
+def test_bad_uploads_get_their_codes(http, crossing_clip, tmp_path):
+    _clip, video, frames, _boxes, _ = crossing_clip
     avi = ("crossing.avi", video.read_bytes())
     png = frames[0].read_bytes()
     cases = [
