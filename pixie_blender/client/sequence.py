@@ -111,6 +111,10 @@ def allocate_name(clip: ClipInput, sha: str, results_dir: Path) -> str:
     return _task.allocate_names([clip.name], [sha], results_dir, SEQUENCE_SUFFIX, SOURCE_SUFFIX)[0]
 
 
+def _size_text(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{max(size, 1) / 1e3:.0f} kB"
+
+
 def _clock_text(seconds: float) -> str:
     m, s = divmod(int(round(seconds)), 60)
     h, m = divmod(m, 60)
@@ -200,9 +204,7 @@ class SequenceTask(BackendTask):
         elif kind == "upload":
             p.sent, p.upload = payload
             if p.state == "uploading":
-                p.text = (
-                    f"Uploading {self._label()}: {100 * p.sent / max(p.upload, 1):.0f} % of {p.upload / 1e6:.1f} MB"
-                )
+                p.text = f"Uploading {self._label()}: {100 * p.sent / max(p.upload, 1):.0f} % of {_size_text(p.upload)}"
 
     def _label(self) -> str:
         return self.clip.label if self.clip is not None else Path(self.request.source).name

@@ -60,7 +60,8 @@ def model_status(context) -> tuple[str, str] | None:
 
 
 def draw_reconstruct(layout, context) -> None:
-    """Reconstruct from Image, its progress, the backend and model-file status, the main options."""
+    """Reconstruct from Image and Import Image Sequence (each with its progress, then its last
+    message), the backend and model-file status, the main options."""
     from ..operators import backend as backend_ops
     from ..operators import reconstruct as rec
 
@@ -83,6 +84,7 @@ def draw_reconstruct(layout, context) -> None:
         icon = {"ERROR": "ERROR", "WARNING": "INFO"}.get(level, "CHECKMARK")
         for i, line in enumerate(textwrap.wrap(text, 48)[:6]):
             col.label(text=line, icon=icon if i == 0 else "BLANK1")
+    draw_sequence(box, context)
 
     state, line, icon = backend_status(context)
     col = box.column(align=True)
@@ -117,13 +119,14 @@ def draw_reconstruct(layout, context) -> None:
 
 
 def draw_sequence(layout, context) -> None:
-    """Import Image Sequence (a video, a folder of frames or a sequence file), its progress with
-    Cancel while the backend computes it, then the last run's message."""
+    """Import Image Sequence (a video, a folder of frames or a sequence file) under Reconstruct from
+    Image, its progress with Cancel while the backend computes it, then the last run's message."""
     from ..operators import import_sequence as seq
 
     running = seq.STATE.task is not None
     col = layout.column(align=True)
     row = col.row(align=True)
+    row.scale_y = 1.2
     row.enabled = not running
     row.operator("pixie.import_sequence", icon="SEQUENCE", text="Import Image Sequence")
     progress = seq.STATE.progress()
@@ -151,7 +154,6 @@ class PIXIE_PT_main(bpy.types.Panel):
         layout = self.layout
         draw_reconstruct(layout, context)
         layout.operator("pixie.import_result", icon="IMPORT", text="Import Result")
-        draw_sequence(layout, context)
         parts = _parts(context)
         if parts is None:
             layout.label(text="Select a PIXIE avatar", icon="INFO")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -70,7 +71,7 @@ def test_video_to_sequence_file(served, crossing_clip, tmp_path):
     persons = f"{result.tracks} person{'s' if result.tracks != 1 else ''}"
     assert p.message == f"Tracked {persons} over 16 frames of crossing.avi"
     assert p.total == CLIP_FRAMES and p.done == CLIP_FRAMES and p.frames_per_s > 0 and p.upload == p.sent > 0
-    assert any(t.startswith("Uploading crossing.avi: ") for t in texts)
+    assert any(re.fullmatch(r"Uploading crossing.avi: \d+ % of [\d.]+ (MB|kB)", t) for t in texts), texts
     frames_texts = [t for t in texts if t.startswith("Frame ") and f" of {CLIP_FRAMES}: " in t]
     assert frames_texts and any("frames/s" in t and " left" in t for t in frames_texts), texts
     assert longest < 1.0  # the main thread is never held while the backend works
@@ -204,6 +205,36 @@ def test_local_backend_killed_mid_job(service_data, crossing_clip, tmp_path):
         assert not list((tmp_path / "results").glob("*.pixie-seq*"))
     finally:
         sup.shutdown()
+
+
+def test_streamed_body_equals_the_in_memory_one_and_stops_on_cancel(tmp_path):
+    """The upload streamed from disk is byte for byte the in-memory multipart body (same boundary),
+    its Content-Length is right, and a cancel during the upload stops it between chunks."""
+    from pixie_blender.client.service_client import MultipartFiles, UploadCancelled, encode_multipart
+
+    a, b = tmp_path / "f1.png", tmp_path / "ä b.png"
+    a.write_bytes(np.random.default_rng(1).bytes(10_000))
+    b.write_bytes(b"")
+    fields = [("name", "take"), ("fps", "24.0")]
+    body = MultipartFiles(fields, [("frames", "f1.png", a), ("frames", "ä b.png", b)], chunk=4096)
+    seen: list[tuple[int, int]] = []
+    streamed = b"".join(body.chunks(lambda sent, total: seen.append((sent, total))))
+    expected, ctype = encode_multipart(fields, [("frames", "f1.png", a.read_bytes()), ("frames", "ä b.png", b"")])
+    old = ctype.split("boundary=")[1]
+    assert streamed == expected.replace(old.encode(), body.boundary.encode()) and len(streamed) == body.length
+    assert seen[-1] == (body.length, body.length) and [s for s, _ in seen] == sorted({s for s, _ in seen})
+
+    asked = []
+
+    def cancelled() -> bool:  # the user cancels while the 4th of 9 chunks is due
+        asked.append(1)
+        return len(asked) == 4
+
+    sent = []
+    with pytest.raises(UploadCancelled):
+        for chunk in body.chunks(cancelled=cancelled):
+            sent.append(chunk)
+    assert len(asked) == 4 and len(sent) == 3
 
 
 def test_tables_match_the_backend():

@@ -72,6 +72,8 @@ def test_inputs_failures_and_the_sidebar_entry(bpy_mod, clean_state, tmp_path):
     prefs.backend_python, prefs.backend_folder, prefs.remote_enabled = "", str(tmp_path / "none"), False
     log = _panel(bpy_mod)
     assert ("operator", "pixie.import_sequence") in log and ("operator", "pixie.import_result") in log
+    ops = [e[1] for e in log if e[0] == "operator"]  # right under Reconstruct from Image, above the backend
+    assert ops.index("pixie.reconstruct") + 1 == ops.index("pixie.import_sequence") < ops.index("pixie.backend_install")
 
     # a video or a folder needs the backend: one sentence, nothing changes
     before = len(bpy_mod.data.objects)
