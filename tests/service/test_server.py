@@ -64,7 +64,8 @@ def test_handshake_and_health(served, http):
     m = h["model"]
     assert m["state"] == "ready" and m["device"] == "cpu" and m["gpu"] is None and m["missing"] == []
     assert m["synthetic"] is True and "deca_model.tar" in m["missing_optional"]
-    assert h["job_kinds"] == ["reconstruct"] and h["limits"]["max_images"] == 8
+    assert h["job_kinds"] == ["reconstruct", "sequence"] and h["limits"]["max_images"] == 8
+    assert h["limits"]["max_video_bytes"] == 6 * 1024 * 1024 and h["limits"]["max_frames"] == 40
 
 
 def test_every_route_needs_the_token(served, http):
