@@ -377,7 +377,7 @@ class PIXIE_OT_backend_check(bpy.types.Operator):
         STATE.check = _CheckProbe(Path(python), isolated)
         if not self.wait:
             if not bpy.app.timers.is_registered(_check_timer):
-                bpy.app.timers.register(_check_timer, first_interval=TIMER_INTERVAL)
+                bpy.app.timers.register(_check_timer, first_interval=TIMER_INTERVAL, persistent=True)
             return {"FINISHED"}
         STATE.check.wait(300)
         pump_check()

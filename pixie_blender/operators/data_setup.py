@@ -120,7 +120,7 @@ def ensure_status(context) -> None:
         return
     STATE.probe = client.DoctorProbe(python, data_dir or None)
     if not bpy.app.timers.is_registered(_probe_timer):
-        bpy.app.timers.register(_probe_timer, first_interval=0.2)
+        bpy.app.timers.register(_probe_timer, first_interval=0.2, persistent=True)
 
 
 def _probe_timer():

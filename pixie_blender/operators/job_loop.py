@@ -41,10 +41,12 @@ class JobLoop:
         return None if done else self.interval
 
     def start_fallback_timer(self) -> None:
-        """Keep the job going without a monitor (its window closed)."""
+        """Keep the job going without a monitor (its window closed). The timer is persistent: the
+        job belongs to the add-on, not to the file, so opening a file must not drop it (and bpy 4.2
+        crashes at exit after a file load dropped a Python timer)."""
         if self.state.job is not None and not bpy.app.timers.is_registered(self.timer):
             self.state.monitoring = True
-            bpy.app.timers.register(self.timer, first_interval=self.interval)
+            bpy.app.timers.register(self.timer, first_interval=self.interval, persistent=True)
 
     def stop_timer(self) -> None:
         if bpy.app.timers.is_registered(self.timer):

@@ -108,3 +108,16 @@ def test_both_job_kinds_use_the_shared_loop(bpy_mod, job_loop):
         assert getattr(mod, monitor).loop is mod.LOOP and getattr(mod, cancel).loop is mod.LOOP
         assert mod.LOOP.state is mod.STATE and mod.LOOP.pump is mod.pump
         assert issubclass(getattr(mod, monitor), job_loop.JobMonitor)
+
+
+def test_the_fallback_timer_survives_opening_a_file(bpy_mod, job_loop):
+    """A job keeps running when the user opens or starts a file (a non-persistent timer would be
+    dropped by the load, leaving the job unpumped, and bpy 4.2 then crashes at exit)."""
+    loop, state, _ = _loop(job_loop)
+    state.job = _Job()
+    try:
+        loop.start_fallback_timer()
+        bpy_mod.ops.wm.read_homefile(use_empty=True)
+        assert bpy_mod.app.timers.is_registered(loop.timer)
+    finally:
+        loop.stop_timer()
