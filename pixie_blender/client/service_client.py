@@ -93,6 +93,70 @@ def encode_multipart(fields: Sequence[tuple[str, str]], files: Sequence[tuple[st
     return b"".join(out), f"multipart/form-data; boundary={boundary}"
 
 
+class UploadCancelled(ServiceError):
+    """The user cancelled while the request body was being sent."""
+
+    code = "cancelled"
+
+
+class MultipartFiles:
+    """A ``multipart/form-data`` body streamed from files on disk (a video of a gigabyte is never
+    held in memory): ``fields`` (name, value), then ``files`` (field name, file name, path), each
+    read in chunks as it is sent. ``length`` is known beforehand (``Content-Length``)."""
+
+    def __init__(self, fields: Sequence[tuple[str, str]], files: Sequence[tuple[str, str, Path]], chunk: int = CHUNK):
+        self.boundary = f"pixie-{uuid.uuid4().hex}"
+        self.chunk = chunk
+        head = b"".join(
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{_quote(n)}"\r\n\r\n'.encode()
+            + str(v).encode("utf-8")
+            + b"\r\n"
+            for n, v in fields
+        )
+        self._head = head
+        self._parts: list[tuple[bytes, Path, int]] = []
+        for name, filename, path in files:
+            header = (
+                f"--{self.boundary}\r\n"
+                f'Content-Disposition: form-data; name="{_quote(name)}"; filename="{_quote(filename)}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            self._parts.append((header, Path(path), Path(path).stat().st_size))
+        self._tail = f"--{self.boundary}--\r\n".encode()
+        self.length = len(head) + sum(len(h) + n + 2 for h, _, n in self._parts) + len(self._tail)
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def chunks(self, on_progress=None, cancelled=None) -> Iterator[bytes]:
+        """The body; ``on_progress(sent, length)`` after each chunk; ``cancelled()`` True stops it
+        (raises :class:`UploadCancelled`)."""
+        sent = 0
+
+        def emit(block: bytes) -> bytes:
+            nonlocal sent
+            if cancelled is not None and cancelled():
+                raise UploadCancelled("Cancelled while uploading.")
+            sent += len(block)
+            if on_progress is not None:
+                on_progress(sent, self.length)
+            return block
+
+        yield emit(self._head)
+        for header, path, size in self._parts:
+            yield emit(header)
+            read = 0
+            with open(path, "rb") as fh:
+                while block := fh.read(self.chunk):
+                    read += len(block)
+                    yield emit(block)
+            if read != size:
+                raise OSError(f"{path.name} changed while it was being uploaded")
+            yield emit(b"\r\n")
+        yield emit(self._tail)
+
+
 def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', "%22").replace("\r", " ").replace("\n", " ")
 
@@ -114,7 +178,10 @@ def _error_of(status: int, body: bytes, what: str) -> ServiceError:
             "preferences (Remote Backend); a local backend is restarted on the next click.",
             status=status,
         )
-    return Rejected(message[:1].upper() + message[1:], code=code, status=status)
+    first = message.split(" ", 1)[0]
+    if "." not in first.rstrip(".:") and "/" not in first:  # a sentence, not a file name ("clip.mp4: ...")
+        message = message[:1].upper() + message[1:]
+    return Rejected(message, code=code, status=status)
 
 
 class ServiceClient:
@@ -164,6 +231,9 @@ class ServiceClient:
         try:
             conn.request(method, self.prefix + path, body=body, headers=hdrs)
             resp = conn.getresponse()
+        except UploadCancelled:
+            conn.close()
+            raise
         except TimeoutError:
             conn.close()
             raise ServiceTimeout(
@@ -255,6 +325,36 @@ class ServiceClient:
             {"Content-Type": ctype},
             expect=(202,),
             timeout=max(self.timeout, 5.0 + len(body) / 2e6),
+        )
+        if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
+            raise BadResponse("The backend accepted the job but sent no job id.")
+        return doc
+
+    def submit_sequence(
+        self,
+        *,
+        video: Path | None = None,
+        frames: Sequence[Path] = (),
+        upload_names: Sequence[str] | None = None,
+        options: Sequence[tuple[str, str]] = (),
+        on_progress=None,
+        cancelled=None,
+    ) -> dict[str, Any]:
+        """Queue a sequence job of a ``video`` file or the ``frames`` image files (in frame order),
+        streamed from disk; ``upload_names``: the file names the backend sees (default: the files'
+        names); ``options``: form fields (``name``, ``fps``, ``detector``, ...). Returns the job's
+        status document."""
+        paths = [Path(video)] if video is not None else [Path(f) for f in frames]
+        names = list(upload_names) if upload_names is not None else [p.name for p in paths]
+        field = "video" if video is not None else "frames"
+        body = MultipartFiles(options, [(field, n, p) for n, p in zip(names, paths, strict=True)])
+        doc = self.request_json(
+            "POST",
+            "/v1/jobs/sequence",
+            body.chunks(on_progress, cancelled),
+            {"Content-Type": body.content_type, "Content-Length": str(body.length)},
+            expect=(202,),
+            timeout=max(self.timeout, 5.0 + body.length / 2e6),
         )
         if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
             raise BadResponse("The backend accepted the job but sent no job id.")

@@ -12,6 +12,7 @@ separate implementation; ``tests/contract/test_sequence_contract.py`` keeps the 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ __all__ = [
     "BOX_SOURCES",
     "FRAME_STATUS",
     "SEQUENCE_SUFFIX",
+    "SOURCE_RECORD_SUFFIX",
     "CameraIntrinsics",
     "SequenceData",
     "TrackData",
@@ -44,6 +46,8 @@ __all__ = [
 ]
 
 SEQUENCE_SUFFIX = ".pixie-seq.npz"
+#: The add-on's record of the local clip a backend computed a sequence file from (``client/sequence.py``).
+SOURCE_RECORD_SUFFIX = ".pixie-seq-source.json"
 #: ``frame_status`` codes.
 FRAME_STATUS = ("ok", "no_person", "error", "pending")
 #: ``box_source`` codes.
@@ -137,16 +141,34 @@ class SequenceData(HeaderFile):
                 return c.resolve()
         return None
 
+    def source_record(self) -> dict[str, Any]:
+        """The add-on's record of the local clip beside the file (``<name>.pixie-seq-source.json``,
+        written by Import Image Sequence when a backend computed the file from an upload):
+        ``{"video": path}`` or ``{"frames": [path, ...]}``; empty when there is none."""
+        name = self.path.name
+        stem = name[: -len(SEQUENCE_SUFFIX)] if name.endswith(SEQUENCE_SUFFIX) else self.path.stem
+        try:
+            doc = json.loads(self.path.with_name(f"{stem}{SOURCE_RECORD_SUFFIX}").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
     def find_video(self) -> Path | None:
         """The source video (``source.kind == "video"``): its path as given, else by name next to
-        the file."""
+        the file, else the local video the source record names."""
         if self.source.get("kind") != "video":
             return None
-        return self._resolve(self.source.get("path"))
+        found = self._resolve(self.source.get("path"))
+        if found is None:
+            local = self.source_record().get("video")
+            if isinstance(local, str) and local and Path(local).is_file():
+                found = Path(local).resolve()
+        return found
 
     def find_frames(self) -> list[Path] | None:
         """The frame images (``source.kind == "frames"``) if every one is found (as given, else by
-        name next to the file or in a folder of the clip's name there)."""
+        name next to the file or in a folder of the clip's name there, else the local frames the
+        source record names)."""
         if not self.frame_paths:
             return None
         out = []
@@ -156,9 +178,17 @@ class SequenceData(HeaderFile):
             if p is None and (alt / Path(raw).name).is_file():
                 p = (alt / Path(raw).name).resolve()
             if p is None:
-                return None
+                return self._recorded_frames()
             out.append(p)
         return out
+
+    def _recorded_frames(self) -> list[Path] | None:
+        local = self.source_record().get("frames")
+        if not isinstance(local, list) or len(local) != len(self.frame_paths or ()):
+            return None
+        if not all(isinstance(p, str) and p and Path(p).is_file() for p in local):
+            return None
+        return [Path(p).resolve() for p in local]
 
 
 _ROW_SPECS = {  # name: (trailing shape, dtype kind)

@@ -26,6 +26,7 @@ from bpy.props import StringProperty
 
 from ..client import install_plan, installer, processes, supervisor, torch_choice
 from ..version import ADDON_VERSION
+from .job_loop import JobCancel, JobLoop, JobMonitor, redraw_preferences
 
 ROOT_PACKAGE = __package__.rpartition(".")[0]
 ADDON_DIR = Path(__file__).resolve().parents[1]
@@ -187,14 +188,6 @@ def ensure_idle_timer() -> None:
 # Install job loop
 
 
-def redraw_preferences(context=None) -> None:
-    wm = (context or bpy.context).window_manager
-    for window in wm.windows:
-        for area in window.screen.areas:
-            if area.type == "PREFERENCES":
-                area.tag_redraw()
-
-
 def pump() -> bool:
     """Drive the running install once. True when no install runs.
 
@@ -213,19 +206,7 @@ def pump() -> bool:
     return True
 
 
-def _fallback_timer():
-    if pump():
-        STATE.monitoring = False
-        redraw_preferences()
-        return None
-    redraw_preferences()
-    return TIMER_INTERVAL
-
-
-def start_fallback_timer() -> None:
-    if STATE.job is not None and not bpy.app.timers.is_registered(_fallback_timer):
-        STATE.monitoring = True
-        bpy.app.timers.register(_fallback_timer, first_interval=TIMER_INTERVAL)
+LOOP = JobLoop(STATE, pump, TIMER_INTERVAL)
 
 
 def pump_check() -> bool:
@@ -357,71 +338,22 @@ class PIXIE_OT_backend_install(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class PIXIE_OT_backend_monitor(bpy.types.Operator):
+class PIXIE_OT_backend_monitor(JobMonitor, bpy.types.Operator):
     """Show the backend install's progress (Esc cancels)"""
 
     bl_idname = "pixie.backend_monitor"
     bl_label = "Backend Install"
     bl_options = {"INTERNAL"}
-
-    _timer = None
-
-    def invoke(self, context, event):
-        if STATE.job is None:
-            return {"CANCELLED"}
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(TIMER_INTERVAL, window=context.window)
-        wm.modal_handler_add(self)
-        wm.progress_begin(0, 1000)
-        STATE.monitoring = True
-        return {"RUNNING_MODAL"}
-
-    def modal(self, context, event):
-        if event.type == "ESC" and event.value == "PRESS" and STATE.job is not None:
-            STATE.job.cancel()
-            return {"RUNNING_MODAL"}
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        progress = STATE.progress()
-        done = pump()
-        if progress is not None:
-            context.window_manager.progress_update(int(progress.fraction * 1000))
-        redraw_preferences(context)
-        if done:
-            self._stop(context)
-            final = STATE.last
-            if final is not None:
-                self.report({"ERROR"} if final.state == "failed" else {"INFO"}, final.text)
-            return {"FINISHED"}
-        return {"PASS_THROUGH"}
-
-    def _stop(self, context) -> None:
-        wm = context.window_manager
-        if self._timer is not None:
-            wm.event_timer_remove(self._timer)
-            self._timer = None
-        wm.progress_end()
-        STATE.monitoring = False
-
-    def cancel(self, context):
-        self._stop(context)
-        start_fallback_timer()
+    loop = LOOP
 
 
-class PIXIE_OT_backend_cancel(bpy.types.Operator):
+class PIXIE_OT_backend_cancel(JobCancel, bpy.types.Operator):
     """Stop the install (what it made so far is removed; an earlier backend stays)"""
 
     bl_idname = "pixie.backend_cancel"
     bl_label = "Cancel Install"
     bl_options = {"INTERNAL"}
-
-    @classmethod
-    def poll(cls, context):
-        return STATE.job is not None
-
-    def execute(self, context):
-        STATE.job.cancel()
-        return {"FINISHED"}
+    loop = LOOP
 
 
 class PIXIE_OT_backend_check(bpy.types.Operator):
@@ -445,7 +377,7 @@ class PIXIE_OT_backend_check(bpy.types.Operator):
         STATE.check = _CheckProbe(Path(python), isolated)
         if not self.wait:
             if not bpy.app.timers.is_registered(_check_timer):
-                bpy.app.timers.register(_check_timer, first_interval=TIMER_INTERVAL)
+                bpy.app.timers.register(_check_timer, first_interval=TIMER_INTERVAL, persistent=True)
             return {"FINISHED"}
         STATE.check.wait(300)
         pump_check()
@@ -498,7 +430,8 @@ def register_extra() -> None:
 
 
 def unregister_extra() -> None:
-    for fn in (_fallback_timer, _check_timer, _idle_timer):
+    LOOP.stop_timer()
+    for fn in (_check_timer, _idle_timer):
         if bpy.app.timers.is_registered(fn):
             bpy.app.timers.unregister(fn)
     if STATE.job is not None:  # the add-on goes away: stop pip; the job removes what it made

@@ -22,6 +22,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, PointerProperty, StringProperty
 
 from ..client import data_setup as client
+from .job_loop import JobCancel, JobLoop, JobMonitor, redraw_preferences
 
 ROOT_PACKAGE = __package__.rpartition(".")[0]
 
@@ -119,7 +120,7 @@ def ensure_status(context) -> None:
         return
     STATE.probe = client.DoctorProbe(python, data_dir or None)
     if not bpy.app.timers.is_registered(_probe_timer):
-        bpy.app.timers.register(_probe_timer, first_interval=0.2)
+        bpy.app.timers.register(_probe_timer, first_interval=0.2, persistent=True)
 
 
 def _probe_timer():
@@ -132,14 +133,6 @@ def _probe_timer():
     STATE.probe = None
     redraw_preferences()
     return None
-
-
-def redraw_preferences(context=None) -> None:
-    wm = (context or bpy.context).window_manager
-    for window in wm.windows:
-        for area in window.screen.areas:
-            if area.type == "PREFERENCES":
-                area.tag_redraw()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -166,20 +159,7 @@ def pump() -> bool:
     return True
 
 
-def _fallback_timer():
-    """Keeps pumping after the monitor's window was closed."""
-    if pump():
-        STATE.monitoring = False
-        redraw_preferences()
-        return None
-    redraw_preferences()
-    return TIMER_INTERVAL
-
-
-def start_fallback_timer() -> None:
-    if STATE.job is not None and not bpy.app.timers.is_registered(_fallback_timer):
-        STATE.monitoring = True
-        bpy.app.timers.register(_fallback_timer, first_interval=TIMER_INTERVAL)
+LOOP = JobLoop(STATE, pump, TIMER_INTERVAL)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -348,74 +328,22 @@ class PIXIE_OT_data_download(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class PIXIE_OT_data_monitor(bpy.types.Operator):
+class PIXIE_OT_data_monitor(JobMonitor, bpy.types.Operator):
     """Show the download's progress (Esc cancels)"""
 
     bl_idname = "pixie.data_monitor"
     bl_label = "Model File Download"
     bl_options = {"INTERNAL"}
-
-    _timer = None
-
-    def invoke(self, context, event):
-        if STATE.job is None:
-            return {"CANCELLED"}
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(TIMER_INTERVAL, window=context.window)
-        wm.modal_handler_add(self)
-        wm.progress_begin(0, 1000)
-        STATE.monitoring = True
-        return {"RUNNING_MODAL"}
-
-    def modal(self, context, event):
-        if event.type == "ESC" and event.value == "PRESS" and STATE.job is not None:
-            STATE.job.cancel()
-            return {"RUNNING_MODAL"}
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        progress = STATE.progress()
-        done = pump()
-        if progress is not None:
-            context.window_manager.progress_update(int(progress.fraction * 1000))
-        redraw_preferences(context)
-        if done:
-            self._stop(context)
-            final = STATE.last
-            if final is not None and final.state == "failed":
-                self.report({"ERROR"}, final.text)
-            elif final is not None:
-                self.report({"INFO"}, final.text)
-            return {"FINISHED"}
-        return {"PASS_THROUGH"}
-
-    def _stop(self, context) -> None:
-        wm = context.window_manager
-        if self._timer is not None:
-            wm.event_timer_remove(self._timer)
-            self._timer = None
-        wm.progress_end()
-        STATE.monitoring = False
-
-    def cancel(self, context):
-        # The window closed while downloading: keep the job going on an app timer.
-        self._stop(context)
-        start_fallback_timer()
+    loop = LOOP
 
 
-class PIXIE_OT_data_cancel(bpy.types.Operator):
+class PIXIE_OT_data_cancel(JobCancel, bpy.types.Operator):
     """Stop the download (partial files are kept and resumed next time)"""
 
     bl_idname = "pixie.data_cancel"
     bl_label = "Cancel Download"
     bl_options = {"INTERNAL"}
-
-    @classmethod
-    def poll(cls, context):
-        return STATE.job is not None
-
-    def execute(self, context):
-        STATE.job.cancel()
-        return {"FINISHED"}
+    loop = LOOP
 
 
 class PIXIE_OT_data_copy(bpy.types.Operator):
@@ -449,7 +377,8 @@ def register_extra() -> None:
 
 
 def unregister_extra() -> None:
-    for fn in (_probe_timer, _fallback_timer):
+    LOOP.stop_timer()
+    for fn in (_probe_timer,):
         if bpy.app.timers.is_registered(fn):
             bpy.app.timers.unregister(fn)
     if STATE.job is not None:  # the add-on goes away: stop the child

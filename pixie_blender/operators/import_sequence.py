@@ -1,21 +1,37 @@
-"""``pixie.import_sequence``: one animated rig per person from a sequence result (``.pixie-seq.npz``,
-for example computed on a GPU server).
+"""``pixie.import_sequence``: Import Image Sequence, one animated rig per person, from
 
-With a window the import runs as a modal operator: one short step per timer tick (reading and
-planning, building the rigs, keying each track), progress in the status bar and the cursor, Esc
-cancels and removes what was built. Headless (no event loop) and from scripts it runs to the end
-in ``execute``.
+* **a video file or a folder of frames** (or one frame of the folder): the operator runs the
+  backend's sequence job through the same client as Reconstruct from Image (the local backend,
+  started and kept warm through the supervisor, or the Remote Backend of the preferences),
+  non-blocking: a :class:`..client.sequence.SequenceTask` runs on a timer, the status bar and the
+  sidebar show frame k of n, frames/s and the time left, Esc or *Cancel* stops it, and the scene
+  stays editable. When the job is done, the downloaded sequence file is imported with the sequence
+  importer in one undo step. Results are kept in ``<blend name>_pixie/`` next to the .blend (the
+  sequence file, a source record of the local clip, the model package), so importing that
+  ``.pixie-seq.npz`` again computes nothing. Any failure is one message and leaves the scene as it
+  was.
+* **a finished sequence result** (``.pixie-seq.npz``, computed here or on a GPU server): imported
+  directly. With a window it runs as a modal operator, one short step per timer tick (reading and
+  planning, building the rigs, keying each track), Esc cancels and removes what was built.
+
+Headless (no event loop) a direct import runs to the end in ``execute``; a computed one returns
+once the job has started, and the caller drives :func:`pump` (one non-blocking step) in a loop.
 """
 
 from __future__ import annotations
 
+import os
 import traceback
+from pathlib import Path
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
+from ..client.reconstruct import IMAGE_EXTENSIONS
+from ..client.sequence import VIDEO_EXTENSIONS, SequenceProgress, SequenceRequest, SequenceTask
 from ..preferences import get_preferences
+from ..version import ADDON_VERSION
 
 SEQUENCE_PLACEMENT_ITEMS = (
     ("PHOTO", "As in Video", "Root translation keyed: the people move as in the clip, seen through one camera"),
@@ -25,19 +41,142 @@ SEQUENCE_CORRECTIVE_ITEMS = (
     ("NONE", "None", "No pose correctives (fast playback)"),
     ("LIVE", "Live", "486 'Pose###' keys driven by the bone rotations (exact, slower playback)"),
 )
+TIMER_INTERVAL = 0.1
+UNDO_MESSAGE = "Import Image Sequence"
+ACTION = "Import Image Sequence"
+
+
+class _State:
+    """The running sequence job (module level: never saved)."""
+
+    def __init__(self):
+        self.task: SequenceTask | None = None
+        self.last: SequenceProgress | None = None  #: the finished task's progress
+        self.options = None  #: the SequenceImportOptions the finished job is imported with
+        self.report: tuple[str, str] | None = None  #: ("INFO" | "WARNING" | "ERROR", sentence) of the last run
+        self.rigs: list[str] = []  #: names of the armatures the last run built
+        self.undo_steps = 0
+
+    def progress(self) -> SequenceProgress | None:
+        return self.task.progress if self.task is not None else self.last
+
+
+STATE = _State()
+
+
+def source_kind(path: Path) -> str:
+    """``result`` (a ``.npz`` sequence file), ``frames`` (a folder, or an image of one) or ``video``."""
+    name = path.name.lower()
+    if name.endswith(".npz"):
+        return "result"
+    if path.is_dir() or path.suffix.lower() in IMAGE_EXTENSIONS or not name:
+        return "frames"
+    return "video"
+
+
+def start_task(context, source: Path, import_options, fps: float = 0.0) -> SequenceTask:
+    """Start the backend's sequence job on ``source`` (returns at once); raises ConnectError before
+    anything starts."""
+    from ..scene import template_cache
+    from . import reconstruct as rec
+
+    prefs = get_preferences(context)
+    connector = rec.make_connector(context)
+    if getattr(connector, "local", False):
+        connector.action = ACTION
+    request = SequenceRequest(
+        source=Path(source),
+        results_dir=rec.results_dir(),
+        cache_dir=template_cache.default_cache_dir(),
+        detector=prefs.reconstruct_detector if prefs is not None else "auto",
+        fps=fps,
+        addon_version=ADDON_VERSION,
+    )
+    task = SequenceTask(connector, request)
+    STATE.task, STATE.last, STATE.report, STATE.rigs = task, None, None, []
+    STATE.options = import_options
+    return task
+
+
+def _build(context, progress: SequenceProgress, push_undo: bool = True) -> tuple[str, str]:
+    """Import the downloaded sequence file (main thread, one undo step, all or nothing)."""
+    from ..io.schema import PixieFormatError
+    from ..scene.sequence import SequenceImport
+
+    result = progress.result
+    try:
+        rep = SequenceImport(context, result.path, STATE.options).run()
+    except (PixieFormatError, ValueError) as exc:
+        return "ERROR", f"The sequence could not be imported: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a bug or an unexpected Blender state: the import rolled back
+        traceback.print_exc()
+        return "ERROR", f"Building the rigs failed ({type(exc).__name__}: {exc}); nothing was imported"
+    STATE.rigs = [r.name for r in rep.rigs]
+    if push_undo and bpy.ops.ed.undo_push(message=UNDO_MESSAGE) == {"FINISHED"}:
+        STATE.undo_steps += 1
+    n = len(rep.rigs)
+    text = (
+        f"{progress.message}: {n} animated rig{'s' if n != 1 else ''} ({rep.keyed_frames} keyed frames) "
+        f"in {progress.seconds:.1f} s"
+    )
+    warnings = [f"{frame}: {msg}" if frame not in msg else msg for frame, _code, msg in progress.errors[:2]]
+    warnings += progress.warnings[:2] + rep.warnings
+    if warnings:
+        return "WARNING", text + ". " + "; ".join(warnings[:3])
+    return "INFO", text
+
+
+def pump(context=None, push_undo: bool = True) -> bool:
+    """One non-blocking step of the running sequence job; True when none runs (any more). When the
+    job has finished, this imports its result (or records the failure): ``STATE.report``, and
+    pushes one undo step (``push_undo``; the modal operator's own step is that one)."""
+    task = STATE.task
+    if task is None:
+        return True
+    context = context or bpy.context
+    if not task.step():
+        return False
+    STATE.task, STATE.last = None, task.progress
+    p = task.progress
+    if p.state == "done":
+        STATE.report = _build(context, p, push_undo)
+    elif p.state == "cancelled":
+        STATE.report = ("WARNING", p.message)
+    else:
+        STATE.report = ("ERROR", p.message)
+    return True
+
+
+def status_text(progress: SequenceProgress) -> str:
+    return f"PIXIE: {progress.text} (Esc to cancel)"
 
 
 class PIXIE_OT_import_sequence(bpy.types.Operator, ImportHelper):
-    """Import a PIXIE image-sequence result: one smoothed, animated rig per person, with body,
-    hands and face"""
+    """Import an image sequence: a video file or a folder of frames (reconstructed and tracked by the
+    backend; the scene stays editable, Esc cancels), or a finished PIXIE sequence result; one
+    smoothed, animated rig per person, with body, hands and face"""
 
     bl_idname = "pixie.import_sequence"
     bl_label = "Import Image Sequence"
     bl_options = {"REGISTER", "UNDO"}
 
     filename_ext = ".npz"
-    filter_glob: StringProperty(default="*.pixie-seq.npz", options={"HIDDEN"})
+    filter_glob: StringProperty(
+        default=";".join(
+            ["*.pixie-seq.npz", *(f"*{e}" for e in VIDEO_EXTENSIONS), *(f"*{e}" for e in IMAGE_EXTENSIONS)]
+        ),
+        options={"HIDDEN"},
+    )
+    filter_folder: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
 
+    fps: FloatProperty(
+        name="Frame Rate",
+        default=0.0,
+        min=0.0,
+        max=1000.0,
+        description="Frame rate of a folder of frames (0: 30 fps); a video's own rate is used when it states one",
+    )
     smoothing: FloatProperty(
         name="Smoothing",
         default=0.5,
@@ -58,19 +197,37 @@ class PIXIE_OT_import_sequence(bpy.types.Operator, ImportHelper):
     _job = None
     _steps = None
     _timer = None
+    _computing = False
 
     def draw(self, context):
         layout = self.layout
         layout.use_property_split = True
         layout.use_property_decorate = False
-        for name in ("smoothing", "placement", "add_camera", "place_on_ground", "pose_correctives", "frame_start"):
+        layout.label(text="A video, a folder of frames, or a .pixie-seq.npz")
+        for name in (
+            "fps",
+            "smoothing",
+            "placement",
+            "add_camera",
+            "place_on_ground",
+            "pose_correctives",
+            "frame_start",
+        ):
             layout.prop(self, name)
 
-    def _make_job(self, context):
-        from ..scene.sequence import SequenceImport, SequenceImportOptions
+    def _source(self) -> Path | None:
+        path = self.filepath
+        if path and os.path.basename(path.rstrip("/\\")) and not path.endswith(("/", "\\")):
+            return Path(path)
+        if self.directory:
+            return Path(self.directory)
+        return Path(path) if path else None
+
+    def _import_options(self, context):
+        from ..scene.sequence import SequenceImportOptions
 
         prefs = get_preferences(context)
-        options = SequenceImportOptions(
+        return SequenceImportOptions(
             smoothing=self.smoothing,
             placement=self.placement,
             add_camera=self.add_camera,
@@ -79,7 +236,6 @@ class PIXIE_OT_import_sequence(bpy.types.Operator, ImportHelper):
             frame_start=self.frame_start,
             use_cache=True if prefs is None else prefs.use_template_cache,
         )
-        return SequenceImport(context, self.filepath, options)
 
     def _fail(self, exc: BaseException) -> set[str]:
         from ..io.schema import PixieFormatError
@@ -101,10 +257,15 @@ class PIXIE_OT_import_sequence(bpy.types.Operator, ImportHelper):
         return {"FINISHED"}
 
     def execute(self, context):
-        if not self.filepath:
-            self.report({"ERROR"}, "No sequence file given")
+        source = self._source()
+        if source is None:
+            self.report({"ERROR"}, "No video, folder of frames or sequence file given")
             return {"CANCELLED"}
-        self._job = self._make_job(context)
+        if source_kind(source) != "result":
+            return self._compute(context, source)
+        from ..scene.sequence import SequenceImport
+
+        self._job = SequenceImport(context, str(source), self._import_options(context))
         if bpy.app.background or context.window is None:
             try:
                 self._job.run()
@@ -119,6 +280,30 @@ class PIXIE_OT_import_sequence(bpy.types.Operator, ImportHelper):
         wm.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
+    def _compute(self, context, source: Path) -> set[str]:
+        from ..client.reconstruct import ConnectError
+
+        if STATE.task is not None:
+            self.report({"ERROR"}, "An image sequence is already being computed")
+            return {"CANCELLED"}
+        if not source.exists():
+            self.report({"ERROR"}, f"{source}: no such file or folder")
+            return {"CANCELLED"}
+        try:
+            start_task(context, source, self._import_options(context), self.fps)
+        except ConnectError as exc:
+            STATE.report = ("ERROR", str(exc))
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if context.window is None or bpy.app.background:
+            return {"FINISHED"}  # headless: the caller drives pump()
+        self._computing = True
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(TIMER_INTERVAL, window=context.window)
+        wm.modal_handler_add(self)
+        wm.progress_begin(0, 1000)
+        return {"RUNNING_MODAL"}
+
     def _end_modal(self, context) -> None:
         wm = context.window_manager
         if self._timer is not None:
@@ -129,6 +314,8 @@ class PIXIE_OT_import_sequence(bpy.types.Operator, ImportHelper):
             context.workspace.status_text_set(None)
 
     def modal(self, context, event):
+        if self._computing:
+            return self._modal_compute(context, event)
         if event.type == "ESC":
             self._steps.close()
             self._job.rollback()
@@ -150,9 +337,57 @@ class PIXIE_OT_import_sequence(bpy.types.Operator, ImportHelper):
             context.workspace.status_text_set(f"PIXIE: {int(100 * fraction)} %, {text} (Esc to cancel)")
         return {"RUNNING_MODAL"}
 
+    def _modal_compute(self, context, event):
+        from . import reconstruct as rec
+
+        if event.type == "ESC" and event.value == "PRESS" and STATE.task is not None:
+            STATE.task.cancel()
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}  # the scene stays editable while the backend works
+        finished = pump(context, push_undo=False)  # FINISHED pushes this operator's undo step
+        progress = STATE.progress()
+        if progress is not None:
+            context.window_manager.progress_update(int(progress.fraction * 1000))
+            if context.workspace is not None:
+                context.workspace.status_text_set(None if finished else status_text(progress))
+        rec.redraw(context)
+        if not finished:
+            return {"PASS_THROUGH"}
+        self._end_modal(context)
+        if STATE.report is not None:
+            level, text = STATE.report
+            self.report({level}, text)
+        return {"FINISHED"} if STATE.report and STATE.report[0] != "ERROR" else {"CANCELLED"}
+
+    def cancel(self, context):  # the window closed: stop the job, nothing is built
+        self._end_modal(context)
+        if self._computing and STATE.task is not None:
+            STATE.task.cancel()
+            STATE.task = None
+        elif self._steps is not None:
+            self._steps.close()
+            self._job.rollback()
+
+
+class PIXIE_OT_import_sequence_cancel(bpy.types.Operator):
+    """Stop computing the image sequence (nothing is imported)"""
+
+    bl_idname = "pixie.import_sequence_cancel"
+    bl_label = "Cancel Image Sequence"
+    bl_options = {"INTERNAL"}
+
+    @classmethod
+    def poll(cls, context):
+        return STATE.task is not None
+
+    def execute(self, context):
+        STATE.task.cancel()
+        return {"FINISHED"}
+
 
 def menu_import(self, context):
-    self.layout.operator("pixie.import_sequence", text="PIXIE Image Sequence (.pixie-seq.npz)")
+    self.layout.operator("pixie.import_sequence", text="PIXIE Image Sequence (video, frames, .pixie-seq.npz)")
 
 
 def register_extra() -> None:
@@ -161,6 +396,9 @@ def register_extra() -> None:
 
 def unregister_extra() -> None:
     bpy.types.TOPBAR_MT_file_import.remove(menu_import)
+    if STATE.task is not None:
+        STATE.task.cancel()
+    STATE.__init__()
 
 
-CLASSES = (PIXIE_OT_import_sequence,)
+CLASSES = (PIXIE_OT_import_sequence, PIXIE_OT_import_sequence_cancel)

@@ -135,7 +135,7 @@ def flush():
 
 def _on_shape_key_value():
     if auto_enabled() and not bpy.app.timers.is_registered(flush):
-        bpy.app.timers.register(flush, first_interval=DEBOUNCE_S)
+        bpy.app.timers.register(flush, first_interval=DEBOUNCE_S, persistent=True)
 
 
 def subscribe() -> None:

@@ -21,10 +21,11 @@ def backend_status(context) -> tuple[str, str, str]:
     """(state, one line, icon) of the backend for the sidebar: "missing" (not installed), "remote",
     "stopped", "starting", "ready" (on device X), "busy" or "failed"."""
     from ..operators import backend as backend_ops
+    from ..operators import import_sequence as seq
     from ..operators import reconstruct as rec
 
     prefs = backend_ops.addon_preferences(context)
-    task = rec.STATE.task
+    task = rec.STATE.task or seq.STATE.task
     if task is not None and task.progress.state not in ("connecting", "starting"):
         device = f" on {task.progress.device.upper()}" if task.progress.device else ""
         return "busy", f"Busy{device}", "SORTTIME"
@@ -59,7 +60,8 @@ def model_status(context) -> tuple[str, str] | None:
 
 
 def draw_reconstruct(layout, context) -> None:
-    """Reconstruct from Image, its progress, the backend and model-file status, the main options."""
+    """Reconstruct from Image and Import Image Sequence (each with its progress, then its last
+    message), the backend and model-file status, the main options."""
     from ..operators import backend as backend_ops
     from ..operators import reconstruct as rec
 
@@ -82,6 +84,7 @@ def draw_reconstruct(layout, context) -> None:
         icon = {"ERROR": "ERROR", "WARNING": "INFO"}.get(level, "CHECKMARK")
         for i, line in enumerate(textwrap.wrap(text, 48)[:6]):
             col.label(text=line, icon=icon if i == 0 else "BLANK1")
+    draw_sequence(box, context)
 
     state, line, icon = backend_status(context)
     col = box.column(align=True)
@@ -115,6 +118,31 @@ def draw_reconstruct(layout, context) -> None:
         sub.prop(prefs, "backend_precision")
 
 
+def draw_sequence(layout, context) -> None:
+    """Import Image Sequence (a video, a folder of frames or a sequence file) under Reconstruct from
+    Image, its progress with Cancel while the backend computes it, then the last run's message."""
+    from ..operators import import_sequence as seq
+
+    running = seq.STATE.task is not None
+    col = layout.column(align=True)
+    row = col.row(align=True)
+    row.scale_y = 1.2
+    row.enabled = not running
+    row.operator("pixie.import_sequence", icon="SEQUENCE", text="Import Image Sequence")
+    progress = seq.STATE.progress()
+    if running and progress is not None:
+        row = col.row(align=True)
+        row.progress(factor=progress.fraction, type="BAR", text=progress.text[:120])
+        row.operator("pixie.import_sequence_cancel", text="", icon="CANCEL")
+    elif seq.STATE.report is not None:
+        level, text = seq.STATE.report
+        sub = col.column(align=True)
+        sub.alert = level == "ERROR"
+        icon = {"ERROR": "ERROR", "WARNING": "INFO"}.get(level, "CHECKMARK")
+        for i, line in enumerate(textwrap.wrap(text, 48)[:6]):
+            sub.label(text=line, icon=icon if i == 0 else "BLANK1")
+
+
 class PIXIE_PT_main(bpy.types.Panel):
     bl_idname = "PIXIE_PT_main"
     bl_label = "PIXIE"
@@ -125,9 +153,7 @@ class PIXIE_PT_main(bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         draw_reconstruct(layout, context)
-        row = layout.row(align=True)
-        row.operator("pixie.import_result", icon="IMPORT", text="Import Result")
-        row.operator("pixie.import_sequence", icon="SEQUENCE", text="Image Sequence")
+        layout.operator("pixie.import_result", icon="IMPORT", text="Import Result")
         parts = _parts(context)
         if parts is None:
             layout.label(text="Select a PIXIE avatar", icon="INFO")

@@ -377,3 +377,13 @@ def test_doctor_finds_a_truncated_checkpoint(small_data_dir, tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     problems = {a["filename"]: a["problem"] for a in doc["assets"] if a["problem"]}
     assert set(problems) == {"pixie_model.tar", "SMPLX_NEUTRAL_2020.npz"} and doc["complete"] is False
+
+
+def test_a_closed_pipe_ends_quietly(small_data_dir):
+    """``pixie-backend doctor | head -1``: the reader goes away, the command stops without a traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "pixie_backend", "doctor", "--data-dir", str(small_data_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # before the child writes anything: its first write meets a closed pipe
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

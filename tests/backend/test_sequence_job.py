@@ -340,6 +340,31 @@ def test_cancel_keeps_committed_frames(engine, turn_away, tmp_path):
     assert len(resumed(again)) == 5 and len(recomputed(again)) == TURN_FRAMES - 5
 
 
+def test_frame_limit_and_relative_source(engine, turn_away, tmp_path):
+    """``max_frames`` reads the first frames only (said so in a warning); ``relative_source``
+    records frames inside the output folder by their relative paths, and the file's other content
+    is unchanged (the rest of the frames' paths aside)."""
+    from pixie_backend.sequence.sequence_file import read_sequence_arrays
+
+    clip, frames_dir, _ = turn_away
+    out = tmp_path / "out"
+    shutil.copytree(frames_dir, out / "frames")
+    job, events = run_job(engine, out / "frames", out, boxes=_given(clip), max_frames=6, relative_source=True)
+    assert events[0]["total"] == 6 and events[-1]["status"] == "ok" and events[-1]["counts"]["ok"] == 6
+    assert [e["index"] for e in events if e["event"] == "item_done"] == list(range(6))
+    assert any(e["event"] == "message" and "only the first 6 frames" in e["text"] for e in events)
+    assert events[-1]["details"]["files"] == ["frames.pixie-seq.npz"]
+    header, arrays = read_sequence_arrays(job.sequence_path)
+    assert header["num_frames"] == 6 and header["source"]["path"] == "frames"
+    assert list(arrays["frame_paths"]) == [f"frames/frame_{k:05d}.png" for k in range(1, 7)]
+    plain, _ = run_job(engine, out / "frames", tmp_path / "plain", boxes=_given(clip), max_frames=6)
+    ha, xa = read_sequence_arrays(plain.sequence_path)
+    assert Path(ha["source"]["path"]) == (out / "frames").resolve()
+    for k in xa:
+        if k != "frame_paths":
+            np.testing.assert_array_equal(arrays[k], xa[k], err_msg=k)
+
+
 def test_prefetch_and_workers_do_not_change_the_result(engine, turn_away, tmp_path):
     """Frames prepared one at a time in the job's thread, or ahead of it by two threads at once
     (finishing out of order), give the same file."""

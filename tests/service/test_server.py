@@ -65,7 +65,8 @@ def test_handshake_and_health(served, http):
     assert m["state"] == "ready" and m["device"] == "cpu" and m["gpu"] is None and m["missing"] == []
     assert m["precision"] == "fp32" and m["precision_reason"] == "requested"
     assert m["synthetic"] is True and m["missing_optional"] == []  # the synthetic folder has the face files
-    assert h["job_kinds"] == ["reconstruct"] and h["limits"]["max_images"] == 8
+    assert h["job_kinds"] == ["reconstruct", "sequence"] and h["limits"]["max_images"] == 8
+    assert h["limits"]["max_video_bytes"] == 6 * 1024 * 1024 and h["limits"]["max_frames"] == 40
 
 
 def test_every_route_needs_the_token(served, http):

@@ -4,6 +4,8 @@ add-on client tests (registered in ``tests/conftest.py``; nothing starts unless 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -23,6 +25,10 @@ LIMITS = (
     "8",
     "--max-wait",
     "0.5",
+    "--max-video-mb",
+    "6",
+    "--max-frames",
+    "40",
     # the parity reference: the tests compare the service with direct fp32 results within float32
     # rounding (``auto`` would pick bf16 on a CPU with bf16 instructions, which rounds per batch)
     "--precision",
@@ -68,3 +74,26 @@ def photo():
 def photo_pair(photo):
     """Two people: the astronaut beside her mirror image."""
     return np.concatenate([photo, photo[:, ::-1]], axis=1)
+
+
+#: Frames of the synthetic clip of the sequence tests.
+CLIP_FRAMES = 16
+
+
+@pytest.fixture(scope="session")
+def crossing_clip(service_data, tmp_path_factory):
+    """Two synthetic people crossing, 16 frames (``sequence.synthetic_clip``): the MJPG video, its
+    PNG frames, and per frame the boxes a face-driven detector would find (the synthetic body has
+    no face a real detector sees), as a dict and as a ``--boxes`` file."""
+    from pixie_backend.body.smplx_layer import PixieSMPLX
+    from pixie_backend.sequence.synthetic_clip import make_clip
+
+    d = service_data
+    body = PixieSMPLX.from_files(d / "SMPLX_NEUTRAL_2020.npz", d / "smplx_extra_joints.yaml", d / "SMPLX_to_J14.pkl")
+    clip = make_clip(body, "crossing", num_frames=CLIP_FRAMES, seed=1)
+    out = tmp_path_factory.mktemp("crossing")
+    video = clip.write_video(out / "crossing.avi")
+    frames = clip.render_frames(out / "frames")
+    boxes = {k: [b.tolist() for _, b in clip.detections(k)] for k in range(CLIP_FRAMES)}
+    (out / "boxes.json").write_text(json.dumps({str(k): v for k, v in boxes.items()}))
+    return clip, video, frames, boxes, out / "boxes.json"

@@ -41,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=float, default=100.0, help="largest request body (default: 100)")
     p.add_argument("--max-megapixels", type=float, default=50.0, help="largest image (default: 50)")
     p.add_argument("--max-images", type=int, default=64, help="images per job (default: 64)")
+    p.add_argument("--max-video-mb", type=float, default=1024.0,
+                   help="largest sequence upload: a video, or all the frames of one job (default: 1024)")
+    p.add_argument("--max-frames", type=int, default=18_000,
+                   help="frames per sequence job (default: 18000, 10 minutes at 30 fps)")
     p.add_argument("--max-queued-jobs", type=int, default=32, help="jobs queued or running (default: 32)")
     p.add_argument("--max-running-jobs", type=int, default=8,
                    help="jobs that run at once, sharing the batches (default: 8)")
@@ -76,11 +80,12 @@ def build_config(args):
     token = _remote_token(args) if args.remote else new_token()
     port = args.port if args.port is not None else (DEFAULT_REMOTE_PORT if args.remote else 0)
     check_model_args(args)
-    if not args.max_upload_mb > 0 or not args.max_megapixels > 0:
-        raise ValueError("--max-upload-mb and --max-megapixels must be more than 0")
+    if not args.max_upload_mb > 0 or not args.max_megapixels > 0 or not args.max_video_mb > 0:
+        raise ValueError("--max-upload-mb, --max-video-mb and --max-megapixels must be more than 0")
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=int(args.max_megapixels * 1e6),
                     max_images=args.max_images, max_queued_jobs=args.max_queued_jobs,
-                    max_running_jobs=args.max_running_jobs)
+                    max_running_jobs=args.max_running_jobs, max_video_bytes=int(args.max_video_mb * 1024 * 1024),
+                    max_frames=args.max_frames)
     config = ServiceConfig(
         host=args.host, port=port, remote=args.remote, token=token,
         data_dir=Path(args.data_dir).expanduser() if args.data_dir else None,

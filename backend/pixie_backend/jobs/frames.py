@@ -273,12 +273,13 @@ class VideoFile(ClipSource):
             cv2 = _cv2()
             rate = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
             count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-            ok, _ = cap.read()
+            ok, first = cap.read()
         finally:
             cap.release()
         if not ok:
             raise ClipError(f"{path}: no frame could be decoded (not a video, or a codec this OpenCV build "
                             "lacks); convert it to H.264 MP4 or extract the frames", "not_a_video")
+        self.size = (int(first.shape[1]), int(first.shape[0]))  #: (width, height) of the first frame
         notes = []
         if 0 < rate < 1000:
             self.fps = rate

@@ -105,6 +105,11 @@ class SequenceOptions:
     #: :func:`~.prepare.default_prepare_workers`)
     workers: int | None = None
     lock_wait: float | None = None  #: seconds to wait for another run on the work folder (None: no limit)
+    #: read at most this many frames (the rest of the clip is left out, with a warning); None: all
+    max_frames: int | None = None
+    #: record the clip's path and frame paths relative to ``out_dir`` where they lie inside it (the
+    #: service stores uploads in the job folder: the sequence file then names no server path)
+    relative_source: bool = False
 
     def check(self) -> None:
         """Raise ``ValueError`` (a sentence) for an impossible option."""
@@ -120,6 +125,8 @@ class SequenceOptions:
             raise ValueError("--focal-length must be a number more than 0")
         if self.lock_wait is not None and self.lock_wait < 0:
             raise ValueError("--lock-timeout must be 0 or more")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ValueError("max_frames must be at least 1")
         for k, boxes in (self.boxes or {}).items():
             for b in boxes:
                 if len(b) != 4 or not (b[2] > b[0] and b[3] > b[1]):
@@ -232,7 +239,7 @@ class SequenceJob:
             return
         work = out_dir / f"{clip.name}{WORK_SUFFIX}"
         details["work"] = str(work)
-        yield emit(Started, job_kind=self.kind, total=clip.expected_frames,
+        yield emit(Started, job_kind=self.kind, total=self._expected(clip),
                    details={"out": str(out_dir), "work": str(work), "clip": clip.describe(), **self.engine.describe()})
         if self.engine.synthetic:
             yield emit(Message, level="warning", text="the data folder holds SYNTHETIC assets (random weights): "
@@ -285,6 +292,11 @@ class SequenceJob:
         else:
             yield finish(STATUS_PARTIAL, EXIT_PARTIAL)
 
+    def _expected(self, clip: ClipSource) -> int | None:
+        """The frames this job expects to read (the clip's count, capped by ``max_frames``)."""
+        n, cap = clip.expected_frames, self.options.max_frames
+        return n if n is None or cap is None else min(n, cap)
+
     # ------------------------------------------------------------------ keys
     def _settings(self, detector: str) -> dict:
         """What a frame's results depend on besides its content, its boxes and the model. The
@@ -302,8 +314,9 @@ class SequenceJob:
                 batcher: Batcher, emit: Emitter, counts: dict[str, int], done: dict[int, _Done],
                 frames: list[DecodedFrame]) -> Iterator[Event]:
         opts = self.options
-        every_frame_given = opts.boxes is not None and clip.expected_frames is not None and all(
-            k in opts.boxes for k in range(clip.expected_frames))
+        expected = self._expected(clip)
+        every_frame_given = opts.boxes is not None and expected is not None and all(
+            k in opts.boxes for k in range(expected))
         self.detector_name = "given" if every_frame_given else preparers.detector_name
         settings_sha = {d: _sha(self._settings(d)) for d in {self.detector_name, "given"}}
         model_sha = self.engine.model_fingerprint
@@ -351,9 +364,13 @@ class SequenceJob:
 
         tracker = Tracker(opts.tracker)
         rate = _Rate(window=max(30, 3 * batcher.batch_size))
-        prefetch = FramePrefetcher(clip.frames(lazy=lazy), prepare, preparers, batcher, resumable, cancel=self._stop,
+        cut: list[int] = []
+        source = clip.frames(lazy=lazy)
+        if opts.max_frames is not None:
+            source = _at_most(source, opts.max_frames, cut)
+        prefetch = FramePrefetcher(source, prepare, preparers, batcher, resumable, cancel=self._stop,
                                    prefetch=opts.prefetch, name=self.id)
-        total = clip.expected_frames
+        total = self._expected(clip)
         try:
             for ticket in prefetch:
                 frame = ticket.frame
@@ -396,6 +413,9 @@ class SequenceJob:
         if total != len(done) and not self._stop.is_set():  # a video's frame count is only an estimate
             yield emit(Progress, stage="frames", done=len(done), total=len(done),
                        details={"frames_per_s": rate.per_s and round(rate.per_s, 3), "eta_s": 0.0})
+        if cut:
+            yield emit(Message, level="warning", text=f"only the first {cut[0]} frames of the clip were read (this "
+                                                       "job's frame limit); the rest is left out")
 
     def _frame(self, folder: OutputFolder, ticket: Ticket, keys: dict, tracker: Tracker, proposer: Preparer,
                prefetch: FramePrefetcher, max_pixels: int) -> _Done:
@@ -581,6 +601,8 @@ class SequenceJob:
         else:
             info = ClipInfo.for_video(clip.path, clip.fps, width, height, [f.frame_index for f in frames],
                                       [f.timestamp for f in frames], sha256=clip.sha256)
+        if opts.relative_source:
+            info = _relative_clip(info, Path(opts.out_dir).expanduser())
         builder = SequenceBuilder(info, camera=default_camera(width, height, opts.focal_px))
         for pos, d in sorted(done.items()):
             if d.status == "error":
@@ -606,8 +628,10 @@ class SequenceJob:
         except OSError as e:
             raise OutputError(f"cannot write the sequence file into {opts.out_dir}: {e.strerror or e}") from None
         header_tracks = _tracks_in(path)
+        out = Path(opts.out_dir).expanduser()
         details.update({"sequence": str(path), "package": str(writer.package.path),
                         "amass": [str(p) for p in self.amass_paths], "tracks": header_tracks,
+                        "files": [p.relative_to(out).as_posix() for p in (path, *self.amass_paths)],
                         "frames": {s: sum(d.status == s for d in done.values()) for s in ("ok", "no_person", "error")}})
         yield emit(Progress, stage="sequence", done=1, total=1, item=path.name,
                    text=f"{header_tracks} track(s) in {path.name}")
@@ -620,12 +644,42 @@ class _FrameFailed(Exception):
         self.code, self.message = code, message
 
 
+def _at_most(frames: Iterator[DecodedFrame], limit: int, cut: list[int]) -> Iterator[DecodedFrame]:
+    """The first ``limit`` frames; ``cut`` gets ``limit`` appended when the clip had more."""
+    try:
+        for frame in frames:
+            if frame.position >= limit:
+                cut.append(limit)
+                return
+            yield frame
+    finally:
+        frames.close()
+
+
 def _status(ids: list[int | None]) -> str:
     return "ok" if any(i is not None for i in ids) else "no_person"
 
 
 def _widths(arrays: dict[str, np.ndarray]) -> tuple[int, int]:
     return int(arrays["betas"].shape[1]), int(arrays["keypoints_2d"].shape[1])
+
+
+def _relative_clip(info, root: Path):
+    """``info`` with its path and frame paths relative to ``root`` where they lie inside it."""
+    from dataclasses import replace
+
+    base = root.resolve()
+
+    def rel(raw: str | None) -> str | None:
+        if raw is None:
+            return None
+        try:
+            return Path(raw).resolve().relative_to(base).as_posix()
+        except ValueError:
+            return raw
+
+    paths = None if info.frame_paths is None else tuple(rel(p) for p in info.frame_paths)
+    return replace(info, path=rel(info.path), frame_paths=paths)
 
 
 def _tracks_in(path: Path) -> int:

@@ -82,9 +82,7 @@ def health(request: Request) -> Health:
         version=__version__, versions=versions(), mode="remote" if st.config.remote else "local",
         uptime=round(time.time() - st.started, 3), model=st.models.describe(),
         jobs={"active": st.registry.active(), "kept": kept}, job_kinds=sorted(st.registry.kinds),
-        limits={"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
-                "max_images": limits.max_images, "max_queued_jobs": limits.max_queued_jobs,
-                "max_running_jobs": limits.max_running_jobs},
+        limits={name: getattr(limits, name) for name in limits.NAMES},
     )
 
 
@@ -189,9 +187,9 @@ def package(request: Request, sha256: str) -> Response:
 
 def job_kind_routers() -> list[tuple[str, APIRouter]]:
     """(kind, router) of every job kind; mount a new kind by adding its module here."""
-    from . import reconstruct_routes
+    from . import reconstruct_routes, sequence_routes
 
-    return [(reconstruct_routes.KIND, reconstruct_routes.router)]
+    return [(reconstruct_routes.KIND, reconstruct_routes.router), (sequence_routes.KIND, sequence_routes.router)]
 
 
 def create_app(state: ServiceState) -> FastAPI:
@@ -213,6 +211,9 @@ def create_app(state: ServiceState) -> FastAPI:
     def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
 
-    app.add_middleware(BodyLimit, max_bytes=state.config.limits.max_upload_bytes)
+    from .sequence_routes import SUBMIT_PATH
+
+    limits = state.config.limits
+    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes, per_path={SUBMIT_PATH: limits.max_video_bytes})
     app.add_middleware(AuthGate, token=state.config.token)
     return app

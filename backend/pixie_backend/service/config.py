@@ -23,9 +23,17 @@ class Limits:
     max_images: int = 64  #: images in one job (``too_many_images``, 413)
     max_queued_jobs: int = 32  #: jobs queued or running (``queue_full``, 429)
     max_running_jobs: int = 8  #: jobs that run at once (their persons share the batches)
+    #: the request body of a sequence job: a video, or its frames (``upload_too_large``, 413)
+    max_video_bytes: int = 1024 * 1024 * 1024
+    #: frames of one sequence job (``too_many_frames``, 413): 10 minutes at 30 fps
+    max_frames: int = 18_000
+
+    #: what ``/v1/health`` reports as ``limits``
+    NAMES = ("max_upload_bytes", "max_pixels", "max_images", "max_queued_jobs", "max_running_jobs",
+             "max_video_bytes", "max_frames")
 
     def check(self) -> None:
-        for name in ("max_upload_bytes", "max_pixels", "max_images", "max_queued_jobs", "max_running_jobs"):
+        for name in self.NAMES:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1")
 

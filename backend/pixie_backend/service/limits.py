@@ -24,13 +24,15 @@ class BodyLimit:
     the answer instead of a reset connection.
     """
 
-    def __init__(self, app, max_bytes: int, drain_factor: int = 4):
+    def __init__(self, app, max_bytes: int, per_path: dict[str, int] | None = None, drain_factor: int = 4):
         self.app = app
         self.max_bytes = max_bytes
-        self.drain_cap = drain_factor * max_bytes + (1 << 20)
+        self.per_path = dict(per_path or {})  #: request paths with their own limit (a video upload)
+        self.drain_factor = drain_factor
 
-    async def _refuse(self, receive, send, received: int, more: bool) -> None:
-        while more and received <= self.drain_cap:
+    async def _refuse(self, receive, send, received: int, more: bool, limit: int) -> None:
+        drain_cap = self.drain_factor * limit + (1 << 20)
+        while more and received <= drain_cap:
             message = await receive()
             if message["type"] != "http.request":
                 break
@@ -38,7 +40,7 @@ class BodyLimit:
             more = message.get("more_body", False)
         body = json.dumps({"error": {"code": "upload_too_large", "message":
                                      f"the request is larger than the service's limit of "
-                                     f"{self.max_bytes / 1e6:.1f} MB"}}).encode()
+                                     f"{limit / 1e6:.1f} MB"}}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if more:
             headers.append((b"connection", b"close"))
@@ -49,11 +51,12 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.per_path.get(scope.get("path", ""), self.max_bytes)
         declared = dict(scope.get("headers") or ()).get(b"content-length")
         if declared is not None:
             try:
-                if int(declared) > self.max_bytes:
-                    await self._refuse(receive, send, 0, True)
+                if int(declared) > limit:
+                    await self._refuse(receive, send, 0, True, limit)
                     return
             except ValueError:
                 pass
@@ -64,7 +67,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 state["received"] += len(message.get("body", b""))
                 state["more"] = message.get("more_body", False)
-                if state["received"] > self.max_bytes:
+                if state["received"] > limit:
                     state["too_big"] = True
                     raise _TooLarge
             return message
@@ -81,7 +84,7 @@ class BodyLimit:
             if not state["too_big"]:
                 raise
         if state["too_big"]:
-            await self._refuse(receive, send, state["received"], state["more"])
+            await self._refuse(receive, send, state["received"], state["more"], limit)
 
 
 def check_image_header(name: str, data: bytes, max_pixels: int) -> tuple[int, int]:

@@ -78,13 +78,7 @@ async def submit_reconstruct(
     if len(images) > limits.max_images:
         raise ApiError("too_many_images", f"{len(images)} images; the service takes at most {limits.max_images} "
                                           "per job")
-    if st.models.state in ("missing", "failed"):
-        try:
-            st.models.get(timeout=0)
-        except TimeoutError:
-            pass  # loading again: the job waits for it
-        except Exception as e:  # noqa: BLE001 - ModelUnavailable: say which files are missing now
-            raise ApiError(getattr(e, "code", "model_failed"), str(e)) from None
+    st.require_model()
     uploads = [PurePath((u.filename or f"image_{i}").replace("\\", "/")).name or f"image_{i}"
                for i, u in enumerate(images)]
     names = unique_names([safe_name(PurePath(n).stem or n) for n in uploads],

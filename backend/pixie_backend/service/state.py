@@ -40,6 +40,23 @@ class ServiceState:
             models.start()
         return cls(config, models, registry, work, owns)
 
+    def require_model(self) -> None:
+        """Refuse a job at once when the model cannot run (``model_files`` names the missing files,
+        ``model_failed``); a model that loads (again) is waited for by the job.
+
+        Raises:
+            ApiError: ``model_files`` or ``model_failed``.
+        """
+        from .errors import ApiError
+
+        if self.models.state in ("missing", "failed"):
+            try:
+                self.models.get(timeout=0)
+            except TimeoutError:
+                pass  # loading again: the job waits for it
+            except Exception as e:  # noqa: BLE001 - ModelUnavailable: say which files are missing now
+                raise ApiError(getattr(e, "code", "model_failed"), str(e)) from None
+
     def close(self, timeout: float = 30.0) -> None:
         """Cancel the jobs, wait for them, stop the batcher, remove the service's own files."""
         self.registry.shutdown(timeout)
