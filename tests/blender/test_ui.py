@@ -9,7 +9,6 @@ import pytest
 from pixie_blender.scene.avatar import build_avatars
 from tests.support.ui_recorder import LayoutRecorder, PanelContext, draw_panel
 
-
 RecordingLayout = LayoutRecorder  # RecordingLayout(log): the recorder's flat view goes to ``log``
 Ctx = PanelContext
 
