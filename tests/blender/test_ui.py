@@ -1,64 +1,20 @@
-"""The sidebar panels and the preferences draw without errors, and every property and operator
-they show exists (a recording layout checks each call; Blender itself only prints such errors)."""
+"""The sidebar panels and the preferences draw without errors, and every property, operator and
+icon they show exists (a recording layout, tests/support/ui_recorder.py, checks each call;
+Blender itself only prints such errors)."""
 
 from __future__ import annotations
 
 import pytest
 
 from pixie_blender.scene.avatar import build_avatars
+from tests.support.ui_recorder import LayoutRecorder, PanelContext, draw_panel
 
-
-class RecordingLayout:
-    """Stands in for bpy.types.UILayout; validates what is drawn."""
-
-    def __init__(self, log):
-        self.log = log
-        self.use_property_split = False
-        self.use_property_decorate = False
-
-    def _sub(self, *a, **kw):
-        return RecordingLayout(self.log)
-
-    row = column = box = split = _sub
-
-    def label(self, text="", icon="NONE", **kw):
-        self.log.append(("label", text))
-
-    def prop(self, data, name, **kw):
-        assert name in data.bl_rna.properties, f"{type(data).__name__} has no property {name!r}"
-        self.log.append(("prop", name))
-
-    def __getattr__(self, name):  # separator(), progress(), template_*() ...: accept and record
-        def call(*a, **kw):
-            self.log.append((name,) + a)
-            return RecordingLayout(self.log)
-
-        return call
-
-    def operator(self, idname, **kw):
-        import bpy
-
-        mod, fn = idname.split(".")
-        getattr(getattr(bpy.ops, mod), fn).get_rna_type()  # raises KeyError if unknown
-        self.log.append(("operator", idname))
-        return type("Props", (), {})()
-
-
-class Ctx:
-    def __init__(self, bpy, active):
-        self.active_object = active
-        self.window_manager = bpy.context.window_manager
-        self.preferences = bpy.context.preferences
-        self.scene = bpy.context.scene
-        self.view_layer = bpy.context.view_layer
+RecordingLayout = LayoutRecorder  # RecordingLayout(log): the recorder's flat view goes to ``log``
+Ctx = PanelContext
 
 
 def _draw(cls, ctx, log):
-    panel = type("P", (), {"layout": RecordingLayout(log)})()
-    if hasattr(cls, "poll") and not cls.poll(ctx):
-        return False
-    cls.draw(panel, ctx)
-    return True
+    return draw_panel(cls, ctx, RecordingLayout(log))
 
 
 @pytest.mark.parametrize("show_all", [False, True])

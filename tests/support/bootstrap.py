@@ -5,9 +5,9 @@
 Creates, in the repository root:
 
 * ``.venv``: the backend (editable), its test tools, the mediapipe detector and ``bpy`` 5.0.1;
-* ``.venv-bpy42``: ``bpy`` 4.2 LTS with numpy < 2, for the add-on tests on the oldest supported
-  Blender (the add-on needs no torch), and this project installed without its dependencies (the
-  tests' synthetic mannequin is numpy only).
+* ``.venv-bpy42``: ``bpy`` 4.2 LTS with numpy < 2 and Pillow, for the add-on tests on the oldest
+  supported Blender (the add-on needs no torch), and this project installed without its
+  dependencies (the tests' synthetic mannequin is numpy only).
 
 (the backend's dependencies, FastAPI and uvicorn for ``serve`` included, and the ``dev`` extra with
 httpx and schemathesis for the service tests come from ``pyproject.toml``)
@@ -67,7 +67,7 @@ def main() -> int:
     pip(py, "--no-deps", MEDIAPIPE)
 
     old = ensure_venv(BPY42_VENV)
-    pip(old, BPY_OLD, "numpy<2", "pytest>=8")
+    pip(old, BPY_OLD, "numpy<2", "pytest>=8", "pillow>=9.1")  # Pillow: the panel picture's test
     # the project without its dependencies (no torch): the add-on tests import the numpy-only
     # synthetic mannequin (pixie_backend.synthetic.mannequin) from here
     pip(old, "--no-deps", "-e", ".")
