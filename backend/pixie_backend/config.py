@@ -21,7 +21,11 @@ from typing import Literal
 #:   exactly at ``M^-1 · dst`` with pixel centres on integer coordinates: what upstream's code
 #:   does today when installed with a current kornia.
 PartCropConvention = Literal["kornia09", "kornia_legacy"]
-Precision = Literal["fp32", "bf16", "fp16"]
+#: Precision of the three CNN encoders (the heads, moderators and SMPL-X always run in ``dtype``).
+#: ``auto`` is resolved where the model runs (:func:`pixie_backend.runtime.device.resolve_precision`):
+#: bf16 where the device runs it natively (CUDA compute capability 8+, a CPU with AVX512-BF16/AMX
+#: or Arm BF16, MPS on macOS 14+), else fp32. ``fp32`` is the parity reference.
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 #: ``exact``: the encoders run as loaded, in PyTorch's default memory layout — the closest float
 #: order to upstream (the parity setting). ``fast``: batch norm folded into the convolutions and a
 #: channels-last layout — 15-20 % faster encoders on the CPU, more on CUDA; outputs differ from
@@ -32,6 +36,11 @@ Speed = Literal["exact", "fast"]
 #: upstream, ``fast`` against ``exact``) and is there for users who want it: 5-10x slower on the
 #: CPU, fp32 precision only.
 Dtype = Literal["float32", "float64"]
+#: ``torch.compile`` of the encoders: ``off`` (the default), or a ``torch.compile`` mode
+#: (``default``; ``reduce-overhead`` adds CUDA graphs; ``max-autotune`` searches kernels for minutes).
+#: It needs a C++ compiler on the CPU and Triton on CUDA; pays on large CUDA batches, not measured to
+#: pay on the CPU (see README: Benchmarks).
+Compile = Literal["off", "default", "reduce-overhead", "max-autotune"]
 #: How face textures move from FLAME UV into the SMPL-X UV map (``appearance/``).
 #:
 #: * ``"clean"`` — the albedo at its full resolution (512²), bilinear sampling at each SMPL-X texel's
@@ -133,16 +142,22 @@ class PixieConfig:
     crop: CropConfig = field(default_factory=CropConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
-    device: str = "cpu"
-    precision: Precision = "fp32"  #: bf16/fp16 autocast applies to the encoders on CUDA only
+    device: str = "cpu"  #: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` (CUDA, then MPS, then CPU)
+    precision: Precision = "fp32"  #: of the encoders; see :data:`Precision`
     speed: Speed = "exact"
     dtype: Dtype = "float32"
+    compile: Compile = "off"  #: see :data:`Compile`
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', not {self.dtype!r}")
-        if self.dtype == "float64" and self.precision != "fp32":
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be 'auto', 'fp32', 'bf16' or 'fp16', not {self.precision!r}")
+        if self.dtype == "float64" and self.precision not in ("fp32", "auto"):
             raise ValueError(f"precision {self.precision!r} (autocast) cannot run in float64; use precision='fp32'")
+        if self.compile not in ("off", "default", "reduce-overhead", "max-autotune"):
+            raise ValueError(f"compile must be 'off', 'default', 'reduce-overhead' or 'max-autotune', "
+                             f"not {self.compile!r}")
 
     @property
     def torch_dtype(self):

@@ -8,6 +8,7 @@ batch (both hands together through the hand expert), and nothing mutates its inp
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -23,6 +24,19 @@ from .preprocess.crop import crop_parts, part_square
 from .types import PartCrops, PixieOutput, PixieParams, RawPrediction
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class CoarsePass:
+    """What :meth:`PixieModel.coarse` computes from the body crop."""
+
+    f_body: torch.Tensor  #: (B, F) body encoder features
+    f_head_ext: torch.Tensor  #: (B, F) extractor features for the head ...
+    f_left_ext: torch.Tensor  #: ... and the hands
+    f_right_ext: torch.Tensor
+    body: dict[str, torch.Tensor]  #: the body regressor's outputs: body_cam, global_pose, partbody_pose, neck_pose
+    raw: RawPrediction  #: the coarse prediction (body + share regressors on extractor features)
+    keypoints2d: torch.Tensor  #: (B, 145, 2) coarse projected keypoints (they place the part crops)
 
 
 class PixieModel(nn.Module):
@@ -46,22 +60,60 @@ class PixieModel(nn.Module):
         self.use_speed(self.cfg.speed)
 
     def use_speed(self, speed: str) -> None:
-        """Select ``exact`` or ``fast`` encoders (see :data:`~pixie_backend.config.Speed`).
+        """Select ``exact`` or ``fast`` encoders (see :data:`~pixie_backend.config.Speed`) at the
+        configured precision; see :meth:`configure`."""
+        self.configure(speed=speed)
 
-        ``fast`` is an inference layout: the folded copies are snapshots of ``net`` on its current
-        device, taken now. Call this again after moving the model or changing its weights.
+    def configure(self, speed: str | None = None, precision: str | None = None, compile: str | None = None) -> None:
+        """Build the encoders that run, for the device the weights are on now.
+
+        * ``exact``: the encoders as loaded; bf16/fp16 through ``torch.autocast`` on the images' device.
+        * ``fast``: batch norm folded into the convolutions (in the model's dtype), channels-last,
+          and for bf16/fp16 the folded weights cast once to that type after the first convolution
+          (:func:`~pixie_backend.nets.lowp.low_precision_copy`: the input normalisation and the
+          stem convolution stay in the model's dtype), so the encoders run in it with no per-call
+          weight casts and none of the fp32 islands autocast keeps for upsampling.
+        * The heads, moderators, part crops and SMPL-X always run in the model's dtype.
+
+        The fast copies are snapshots of ``net`` on its current device: call this again after
+        moving the model or changing its weights (the :class:`~pixie_backend.runtime.engine.Engine`
+        does). ``precision="auto"`` is resolved here, for that device.
+
+        Args:
+            speed: ``exact`` or ``fast`` (default: ``cfg.speed``).
+            precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (default: ``cfg.precision``).
+            compile: ``off`` or a ``torch.compile`` mode for the encoders (default: ``cfg.compile``).
         """
+        from .runtime.device import resolve_precision
+
+        speed = speed or self.cfg.speed
+        compile = compile or self.cfg.compile
+        if speed not in ("exact", "fast"):
+            raise ValueError(f"speed must be 'exact' or 'fast', not {speed!r}")
+        device = next(self.net.parameters()).device
+        choice = resolve_precision(precision or self.cfg.precision, device, self.cfg.dtype)
+        lowp = _AUTOCAST_DTYPES.get(choice.precision)
         names = ("Encoder_body", "Encoder_head", "Encoder_hand")
         if speed == "exact":
-            self._encoders = {n: self.net.submodule(n) for n in names}
-        elif speed == "fast":
-            from .nets.fuse import folded_copy
-
-            self._encoders = {n: folded_copy(self.net.submodule(n))[0].to(memory_format=torch.channels_last)
-                              for n in names}
+            encoders = {n: self.net.submodule(n) for n in names}
         else:
-            raise ValueError(f"speed must be 'exact' or 'fast', not {speed!r}")
+            from .nets.fuse import folded_copy
+            from .nets.lowp import low_precision_copy
+
+            encoders = {}
+            for n in names:
+                folded = folded_copy(self.net.submodule(n))[0]
+                if lowp is not None:
+                    folded = low_precision_copy(folded, lowp)
+                encoders[n] = folded.to(memory_format=torch.channels_last)
+        if compile != "off":
+            encoders = {n: torch.compile(e, mode=compile) for n, e in encoders.items()}
+        self._encoders = encoders
         self._channels_last = speed == "fast"
+        self._autocast_dtype = lowp if speed == "exact" else None
+        self.precision = choice  #: what the encoders run in, and why (a PrecisionChoice)
+        self.speed = speed
+        self.compiled = compile
 
     def encoder(self, name: str) -> nn.Module:
         """The encoder that runs for ``Encoder_body``/``Encoder_head``/``Encoder_hand``."""
@@ -69,23 +121,23 @@ class PixieModel(nn.Module):
 
     # ---------------------------------------------------------------- helpers
     def _autocast(self, device: torch.device):
-        dtype = _AUTOCAST_DTYPES.get(self.cfg.precision)
-        if dtype is None or device.type != "cuda":
+        if self._autocast_dtype is None:
             return nullcontext()
-        return torch.autocast("cuda", dtype=dtype)
+        return torch.autocast(device.type, dtype=self._autocast_dtype)
 
     def _encode_images(self, name: str, images: torch.Tensor) -> torch.Tensor:
-        """Run a CNN encoder (autocast on CUDA if configured); features come back in the images'
-        dtype (float32, or float64 for a float64 model)."""
+        """Run a CNN encoder at the configured precision; features come back in the images' dtype
+        (float32, or float64 for a float64 model)."""
         encoder = self._encoders[name]
+        x = images
         if self._channels_last:
             weight_device = next(encoder.parameters()).device
             if weight_device != images.device:
                 raise RuntimeError(f"the fast encoders are on {weight_device}, the images on {images.device}: "
                                    "call use_speed('fast') after moving the model")
-            images = images.contiguous(memory_format=torch.channels_last)
+            x = images.contiguous(memory_format=torch.channels_last)
         with self._autocast(images.device):
-            return encoder(images).to(images.dtype)
+            return encoder(x).to(images.dtype)
 
     def _head_share(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
         return split_outputs(self.net.Regressor_head_share(feat), C.HEAD_SHARE_OUTPUTS)
@@ -118,6 +170,29 @@ class PixieModel(nn.Module):
         return fused, w
 
     # ---------------------------------------------------------------- encode
+    def coarse(self, image: torch.Tensor) -> CoarsePass:
+        """The body path: the body encoder, the body regressor and the coarse keypoints that
+        place the part crops (everything that depends on the 224² body crop alone).
+
+        Args:
+            image: (B, 3, 224, 224) RGB in [0, 1].
+        """
+        net = self.net
+        b = image.shape[0]
+        f_body = self._encode_images("Encoder_body", image)
+        f_head_ext = net.Extractor_head_share(f_body)
+        f_left_ext = net.Extractor_left_hand_share(f_body)
+        f_right_ext = net.Extractor_right_hand_share(f_body)
+        # body regressor (kept for the final result) + share regressors on extractor features
+        body = split_outputs(net.Regressor_body(f_body), C.BODY_OUTPUTS)
+        hands = self._hand_share(torch.cat([f_left_ext, f_right_ext]))
+        raw = self._assemble_raw(
+            body, self._head_share(f_head_ext),
+            {k: v[:b] for k, v in hands.items()}, {k: v[b:] for k, v in hands.items()},
+        )
+        kpt = self.decode(raw, with_projection_only=True)
+        return CoarsePass(f_body, f_head_ext, f_left_ext, f_right_ext, body, raw, kpt)
+
     def encode(self, image: torch.Tensor, image_hd: torch.Tensor) -> tuple[RawPrediction, torch.Tensor, PartCrops]:
         """Upstream ``encode`` for body images.
 
@@ -132,19 +207,9 @@ class PixieModel(nn.Module):
         _check_images(image, image_hd)
         net, crop = self.net, self.cfg.crop
         b = image.shape[0]
-        f_body = self._encode_images("Encoder_body", image)
-        f_head_ext = net.Extractor_head_share(f_body)
-        f_left_ext = net.Extractor_left_hand_share(f_body)
-        f_right_ext = net.Extractor_right_hand_share(f_body)
-
-        # coarse pass: body regressor (kept for the final result) + share regressors on extractor features
-        body = split_outputs(net.Regressor_body(f_body), C.BODY_OUTPUTS)
-        hands = self._hand_share(torch.cat([f_left_ext, f_right_ext]))
-        coarse = self._assemble_raw(
-            body, self._head_share(f_head_ext),
-            {k: v[:b] for k, v in hands.items()}, {k: v[b:] for k, v in hands.items()},
-        )
-        kpt = self.decode(coarse, with_projection_only=True)
+        coarse_pass = self.coarse(image)
+        f_head_ext, f_left_ext, f_right_ext = coarse_pass.f_head_ext, coarse_pass.f_left_ext, coarse_pass.f_right_ext
+        body, kpt = coarse_pass.body, coarse_pass.keypoints2d
 
         # part crops from the HD image
         hd = image_hd.shape[-1]

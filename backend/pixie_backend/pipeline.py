@@ -28,7 +28,16 @@ import torch
 
 from .config import PixieConfig
 from .jobs.images import iter_image_results
-from .jobs.prepare import ImageResult, PersonCrop, Prepared, Preparer, as_sources
+from .jobs.prepare import (
+    ImageResult,
+    PersonCrop,
+    Prepared,
+    Preparer,
+    PreparerPool,
+    as_sources,
+    default_prepare_workers,
+    preparer_for,
+)
 from .jobs.sources import IMAGE_EXTENSIONS, ImageSource
 from .model import PixieModel
 from .preprocess.detector import Detector
@@ -55,21 +64,30 @@ class Pixie:
     """
 
     def __init__(self, data_dir: str | os.PathLike | None = None, config: PixieConfig | None = None,
-                 detector: str | Detector = "auto", trust_checkpoint: bool = False):
-        self._init(Engine.from_data_dir(data_dir, config, trust_checkpoint=trust_checkpoint), detector)
+                 detector: str | Detector = "auto", trust_checkpoint: bool = False,
+                 prepare_workers: int | None = None):
+        self._init(Engine.from_data_dir(data_dir, config, trust_checkpoint=trust_checkpoint), detector,
+                   prepare_workers)
 
-    def _init(self, engine: Engine, detector: str | Detector) -> None:
+    def _init(self, engine: Engine, detector: str | Detector, prepare_workers: int | None = None) -> None:
         self.engine = engine
         self.config = engine.config
         self.model = engine.model
         self.device = engine.device
+        #: load, detect and crop on the CPU (:meth:`prepare`)
         self.preparer = Preparer(engine.config.crop, detector, engine.config.torch_dtype)
+        #: workers that load and detect during :meth:`predict` (default: 1 on the CPU, up to 8 for a GPU)
+        self.prepare_workers = default_prepare_workers(engine.accelerated) if prepare_workers is None \
+            else prepare_workers
+        self._run_preparer: Preparer | PreparerPool | None = None
+        self._detector_spec = detector
 
     @classmethod
-    def from_model(cls, model: PixieModel, detector: str | Detector = "auto", appearance=None) -> Pixie:
+    def from_model(cls, model: PixieModel, detector: str | Detector = "auto", appearance=None,
+                   prepare_workers: int | None = None) -> Pixie:
         """Wrap an already-built :class:`PixieModel` (and ``FaceAppearance`` stage) (tests, benchmarks)."""
         self = cls.__new__(cls)
-        self._init(Engine.from_model(model, appearance), detector)
+        self._init(Engine.from_model(model, appearance), detector, prepare_workers)
         return self
 
     @property
@@ -93,6 +111,8 @@ class Pixie:
 
     def close(self) -> None:
         self.preparer.close()
+        if self._run_preparer is not None:
+            self._run_preparer.close()
 
     # ------------------------------------------------------------------ 4a
     def predict_crops(self, image: torch.Tensor, image_hd: torch.Tensor) -> PixieOutput:
@@ -125,7 +145,7 @@ class Pixie:
         return self.preparer.prepare(source, index, max_pixels)
 
     def predict(self, images: Iterable[ImageInput], boxes: Sequence[Sequence[Sequence[float]] | None] | None = None,
-                batch_size: int = 8, max_pixels: int = DEFAULT_MAX_PIXELS,
+                batch_size: int | str = 8, max_pixels: int = DEFAULT_MAX_PIXELS,
                 on_result: Callable[[ImageResult], None] | None = None) -> list[ImageResult]:
         """Reconstruct every person in every image; see :meth:`iter_predict`."""
         results = []
@@ -137,7 +157,7 @@ class Pixie:
 
     def iter_predict(self, images: Iterable[ImageInput],
                      boxes: Sequence[Sequence[Sequence[float]] | None] | None = None,
-                     batch_size: int = 8, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[ImageResult]:
+                     batch_size: int | str = 8, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[ImageResult]:
         """Yield one :class:`ImageResult` per image, in input order.
 
         Loading, detection and cropping run in a background thread while the networks run, and
@@ -146,12 +166,24 @@ class Pixie:
         Args:
             images: paths, (H, W[, C]) arrays, encoded image bytes or :class:`ImageSource` objects.
             boxes: optional per-image person boxes (``None`` entries use the detector).
-            batch_size: persons per network batch.
+            batch_size: persons per network batch, or ``"auto"`` (from the device's memory, see
+                :meth:`Engine.suggest_batch_size`).
+
+        On a GPU the body crops are cut on the device, detection runs in a pool of
+        ``prepare_workers``, and the head and hand crop images stay on the device (the outputs'
+        ``crops`` keep their centres and sides).
         """
         sources = as_sources(list(images), boxes)
+        if batch_size == "auto":
+            batch_size = self.engine.suggest_batch_size()
         batcher = Batcher(self.engine, batch_size)
+        preparer = self.preparer
+        if self.engine.accelerated or self.prepare_workers > 1:  # crops cut on the GPU, detection in a pool
+            if self._run_preparer is None:
+                self._run_preparer = preparer_for(self.engine, self._detector_spec, self.prepare_workers)
+            preparer = self._run_preparer
         try:
-            yield from iter_image_results(self.preparer, batcher, sources, max_pixels=max_pixels)
+            yield from iter_image_results(preparer, batcher, sources, max_pixels=max_pixels)
         finally:
             batcher.close()
 

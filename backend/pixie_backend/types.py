@@ -28,6 +28,10 @@ class _TensorDataclass:
     def detach_cpu(self):
         return _map(self, lambda t: t.detach().cpu())
 
+    def map_tensors(self, fn):
+        """Copy with ``fn`` applied to every tensor (nested dataclasses included)."""
+        return _map(self, fn)
+
     def index(self, idx):
         """Select batch rows (an int, slice or index tensor)."""
         if isinstance(idx, int):
@@ -57,11 +61,14 @@ class RawPrediction(_TensorDataclass):
 
 @dataclass(frozen=True)
 class PartCrops(_TensorDataclass):
-    """The crops the part experts saw, and where they were cut from the 1024² HD body crop."""
+    """The crops the part experts saw, and where they were cut from the 1024² HD body crop.
 
-    head: torch.Tensor  #: (B, 3, 224, 224)
-    left_hand: torch.Tensor  #: (B, 3, 224, 224) as cut (not flipped)
-    right_hand: torch.Tensor  #: (B, 3, 224, 224)
+    The images are None where they were left on the GPU (the batcher copies only the centres and
+    sides back from an accelerator)."""
+
+    head: torch.Tensor | None  #: (B, 3, 224, 224)
+    left_hand: torch.Tensor | None  #: (B, 3, 224, 224) as cut (not flipped)
+    right_hand: torch.Tensor | None  #: (B, 3, 224, 224)
     centers: torch.Tensor  #: (B, 3, 2) head, left, right; HD pixels
     sides: torch.Tensor  #: (B, 3) HD pixels
 
@@ -115,6 +122,14 @@ class PixieOutput(_TensorDataclass):
     raw: RawPrediction | None = None
     #: face appearance, added by the engine when it has the stage (``appearance/``); None otherwise
     appearance: AppearanceOutput | None = None
+
+    def without_part_images(self) -> PixieOutput:
+        """The same outputs with the part-crop images dropped (their centres and sides kept)."""
+        from dataclasses import replace
+
+        if self.crops is None:
+            return self
+        return replace(self, crops=replace(self.crops, head=None, left_hand=None, right_hand=None))
 
 
 @dataclass(frozen=True)

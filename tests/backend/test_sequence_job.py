@@ -379,6 +379,58 @@ def test_prefetch_and_workers_do_not_change_the_result(engine, turn_away, tmp_pa
     assert_same_sequence(paths[0], paths[1])
 
 
+def test_gpu_path_gives_the_cpu_result(small_data_dir, turn_away, tmp_path, monkeypatch):
+    """The sequence job as it runs for a GPU (frames handed to the engine, which cuts the body crops
+    from the uploaded image, for detections and proposals alike; a pool of preparers; pipelined
+    batches; part crops left behind), run on the CPU, gives the CPU path's file (float64)."""
+    from pixie_backend.config import PixieConfig
+    from pixie_backend.runtime.engine import Engine
+
+    class GpuLike(Engine):
+        uploads = 0
+
+        @property
+        def accelerated(self) -> bool:
+            return True
+
+        def upload(self, pixels, centers, sides):
+            GpuLike.uploads += 1
+            return super().upload(pixels, centers, sides)
+
+    cpu = Engine.from_data_dir(small_data_dir, PixieConfig(device="cpu", dtype="float64"))
+    gpu = GpuLike(cpu.model, cpu.files, cpu.appearance, cpu.appearance_notices)
+    clip, frames_dir, _ = turn_away
+    first, n = HIDDEN.start - 4, 8  # frames 16-23: the second person turns away at 20 (proposals follow it)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(n):
+        shutil.copy(frames_dir / f"frame_{first + k + 1:05d}.png", frames / f"frame_{k + 1:05d}.png")
+    given = _given(clip)
+    opts = {"boxes": {k: given[first + k] for k in range(n)}, "batch_size": 3}
+    frames_dir = frames
+    ref, _ = run_job(cpu, frames_dir, tmp_path / "cpu", **opts)
+
+    def no_host_crops(*args, **kwargs):
+        raise AssertionError("a body crop was cut on the host")
+
+    monkeypatch.setattr("pixie_backend.jobs.prepare.bilinear_square", no_host_crops)
+    got, events = run_job(gpu, frames_dir, tmp_path / "gpu", **opts)
+    assert events[-1]["exit_code"] == 0
+    (_, xa), (_, xb) = read_sequence(got.sequence_path), read_sequence(ref.sequence_path)
+    proposal_frames = len(set(xa["row_frame"][xa["box_source"] == 1]))
+    assert proposal_frames > 0  # the tracker proposed crops, and they ran on the device path too
+    # every frame went up whole, and the frames with proposals once more (a proposal the tracker
+    # then rejects leaves no row, so there may be more)
+    assert GpuLike.uploads >= n + proposal_frames
+    assert sorted(xa) == sorted(xb)
+    for k in xa:
+        if np.issubdtype(xa[k].dtype, np.floating):
+            np.testing.assert_allclose(xa[k], xb[k], rtol=0, atol=1e-9 * max(1.0, float(np.abs(xb[k]).max())),
+                                       err_msg=k)
+        else:
+            np.testing.assert_array_equal(xa[k], xb[k], err_msg=k)
+
+
 # --------------------------------------------------------------------------------------------------
 # bad frames and bad input
 

@@ -104,6 +104,8 @@ def test_video_job_equals_the_cli(http, service_data, crossing_clip, tmp_path, c
             str(service_data),
             "--device",
             "cpu",
+            "--precision",
+            "fp32",  # as the served fixture runs
             "--boxes",
             str(boxes_file),
             "--amass",

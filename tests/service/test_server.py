@@ -63,7 +63,8 @@ def test_handshake_and_health(served, http):
     assert h["status"] == "ok" and h["version"] == "0.1.0" and h["mode"] == "local"
     m = h["model"]
     assert m["state"] == "ready" and m["device"] == "cpu" and m["gpu"] is None and m["missing"] == []
-    assert m["synthetic"] is True and "deca_model.tar" in m["missing_optional"]
+    assert m["precision"] == "fp32" and m["precision_reason"] == "requested"
+    assert m["synthetic"] is True and m["missing_optional"] == []  # the synthetic folder has the face files
     assert h["job_kinds"] == ["reconstruct", "sequence"] and h["limits"]["max_images"] == 8
     assert h["limits"]["max_video_bytes"] == 6 * 1024 * 1024 and h["limits"]["max_frames"] == 40
 
@@ -251,6 +252,9 @@ def test_eight_parallel_clients_get_direct_results_and_share_batches(served, htt
             if np.issubdtype(ref.dtype, np.floating):
                 scale = float(np.abs(ref).max()) or 1.0
                 np.testing.assert_allclose(got[name][key], ref, rtol=1e-3, atol=1e-4 * scale, err_msg=f"{name}: {key}")
+            elif ref.dtype == np.uint8:  # 8-bit textures: that rounding may cross one quantisation step
+                diff = np.abs(got[name][key].astype(np.int16) - ref.astype(np.int16))
+                assert diff.max() <= 1 and np.count_nonzero(diff) <= 1e-4 * diff.size, f"{name}: {key}"
             else:
                 np.testing.assert_array_equal(got[name][key], ref, err_msg=f"{name}: {key}")
         own = np.abs(got[name]["vertices"] - refs[name]["vertices"]).max()

@@ -29,6 +29,10 @@ LIMITS = (
     "6",
     "--max-frames",
     "40",
+    # the parity reference: the tests compare the service with direct fp32 results within float32
+    # rounding (``auto`` would pick bf16 on a CPU with bf16 instructions, which rounds per batch)
+    "--precision",
+    "fp32",
 )
 
 

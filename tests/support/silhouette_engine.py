@@ -35,7 +35,15 @@ class SilhouetteEngine(Engine):
         self.template = ((kp - lo) / (hi - lo)).cpu()  # (145, 2) in the unit box
 
     def infer(self, image: torch.Tensor, image_hd: torch.Tensor):
-        out = super().infer(image, image_hd)
+        return self._on_bodies(image, super().infer(image, image_hd))
+
+    def infer_batch(self, parts):
+        """The batcher's entry point: body crops cut on the CPU (this engine runs on the CPU)."""
+        if any(not isinstance(p, tuple) for p in parts):
+            raise TypeError("SilhouetteEngine takes body crops cut on the CPU, not device images")
+        return self._on_bodies(torch.cat([p[0] for p in parts]), super().infer_batch(parts))
+
+    def _on_bodies(self, image: torch.Tensor, out):
         kps = out.keypoints2d.clone()
         for i in range(image.shape[0]):
             box = body_box(image[i].float().cpu())

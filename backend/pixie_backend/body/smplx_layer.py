@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import yaml
 from smplx.lbs import (
-    batch_rigid_transform,
     blend_shapes,
     find_dynamic_lmk_idx_and_bcoords,
+    transform_mat,
     vertices2joints,
     vertices2landmarks,
 )
@@ -150,6 +151,8 @@ class PixieSMPLX(nn.Module):
         )
         self.register_buffer("J_regressor", torch.tensor(arrays["J_regressor"], dtype=f32))
         self.register_buffer("parents", torch.tensor(parents))
+        #: the kinematic tree as Python ints, for the per-joint loop (no device sync per joint on a GPU)
+        self.parent_list: list[int] = [int(p) for p in parents]
         self.register_buffer("lbs_weights", torch.tensor(arrays["weights"], dtype=f32))
         self.register_buffer("faces", torch.tensor(arrays["f"].astype(np.int64)))
         self.register_buffer("lmk_faces_idx", torch.tensor(arrays["lmk_faces_idx"].astype(np.int64)))
@@ -193,7 +196,7 @@ class PixieSMPLX(nn.Module):
         coeffs = torch.cat([betas, expression], dim=1)
         verts, joints, rest_joints, correctives = _lbs(coeffs, full_pose, self.v_template, self.shapedirs,
                                                        self.posedirs, self.J_regressor, self.parents,
-                                                       self.lbs_weights)
+                                                       self.lbs_weights, self.parent_list)
         dyn_idx, dyn_bary = find_dynamic_lmk_idx_and_bcoords(
             verts, full_pose, self.dyn_lmk_faces_idx, self.dyn_lmk_bary_coords, self.head_chain, pose2rot=False
         )
@@ -208,10 +211,39 @@ class PixieSMPLX(nn.Module):
                            rest_joints=rest_joints, pose_correctives=correctives)
 
 
-def _lbs(coeffs, rotmats, v_template, shapedirs, posedirs, j_regressor, parents, lbs_weights):
-    """``smplx.lbs.lbs(..., pose2rot=False)`` step by step, with the same ``smplx`` functions and the
-    same operations in the same order (so the same numbers, checked in ``tests/backend/test_model.py``),
-    also returning the rest joints and the pose correctives it computes on the way.
+def _rigid_transform(rot_mats: torch.Tensor, joints: torch.Tensor, parents: torch.Tensor,
+                     parent_list: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``smplx.lbs.batch_rigid_transform``, the same operations in the same order, with the
+    kinematic chain walked over Python ints: upstream indexes a Python list with a tensor element
+    at each of the 54 joints, which on a GPU waits for the device every time.
+
+    Args:
+        rot_mats: (B, J, 3, 3) relative rotations; joints: (B, J, 3) rest joints;
+        parents: (J,) int64 on the joints' device (-1 for the root); parent_list: the same as ints.
+
+    Returns:
+        posed joints (B, J, 3) and relative transforms (B, J, 4, 4).
+    """
+    joints = torch.unsqueeze(joints, dim=-1)
+    rel_joints = joints.clone()
+    rel_joints[:, 1:] -= joints[:, parents[1:]]
+    transforms_mat = transform_mat(rot_mats.reshape(-1, 3, 3), rel_joints.reshape(-1, 3, 1)).reshape(
+        -1, joints.shape[1], 4, 4)
+    chain = [transforms_mat[:, 0]]
+    for i in range(1, len(parent_list)):
+        chain.append(torch.matmul(chain[parent_list[i]], transforms_mat[:, i]))
+    transforms = torch.stack(chain, dim=1)
+    posed_joints = transforms[:, :, :3, 3]
+    joints_homogen = F.pad(joints, [0, 0, 0, 1])
+    rel_transforms = transforms - F.pad(torch.matmul(transforms, joints_homogen), [3, 0, 0, 0, 0, 0, 0, 0])
+    return posed_joints, rel_transforms
+
+
+def _lbs(coeffs, rotmats, v_template, shapedirs, posedirs, j_regressor, parents, lbs_weights, parent_list=None):
+    """``smplx.lbs.lbs(..., pose2rot=False)`` step by step, with the same ``smplx`` functions (the
+    rigid transform re-stated in :func:`_rigid_transform`) and the same operations in the same
+    order (so the same numbers, checked in ``tests/backend/test_model.py``), also returning the
+    rest joints and the pose correctives it computes on the way.
 
     Args:
         coeffs: (B, 250) betas then expression.
@@ -228,7 +260,8 @@ def _lbs(coeffs, rotmats, v_template, shapedirs, posedirs, j_regressor, parents,
     rot_mats = rotmats.view(b, -1, 3, 3)
     correctives = torch.matmul(pose_feature.view(b, -1), posedirs).view(b, -1, 3)
     v_posed = correctives + v_shaped
-    joints, transforms = batch_rigid_transform(rot_mats, rest_joints, parents, dtype=coeffs.dtype)
+    joints, transforms = _rigid_transform(rot_mats, rest_joints, parents,
+                                          parent_list if parent_list is not None else parents.tolist())
     weights = lbs_weights.unsqueeze(dim=0).expand([b, -1, -1])
     t = torch.matmul(weights, transforms.view(b, j_regressor.shape[0], 16)).view(b, -1, 4, 4)
     ones = torch.ones([b, v_posed.shape[1], 1], dtype=coeffs.dtype, device=coeffs.device)

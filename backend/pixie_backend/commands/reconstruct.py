@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from .model_options import add_model_options, batch_size_for, check_model_args
+
 EXIT_USAGE = 2
 
 EPILOG = """\
@@ -44,14 +46,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns (quote globs)")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--data-dir", help="model data folder (default: $PIXIE_DATA_DIR, then the user folder)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: cuda if available)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="encoder precision; bf16/fp16 autocast applies on CUDA only (default: fp32)")
-    p.add_argument("--speed", choices=("exact", "fast"), default="fast",
-                   help="fast: batch norm folded into the convolutions and channels-last encoders "
-                        "(15-20%% faster; differs from exact by float rounding); exact: the float order "
-                        "closest to upstream PIXIE, as the Python API uses by default (default: fast)")
-    p.add_argument("--batch-size", type=int, default=8, help="persons per network batch (default: 8)")
+    add_model_options(p)
     p.add_argument("--detector", choices=("auto", "mediapipe", "opencv", "none"), default="auto",
                    help="person detector; 'none' treats each image as a person crop (default: auto)")
     p.add_argument("--boxes", help="JSON file {image file name or path: [[x1, y1, x2, y2], ...]}; "
@@ -121,10 +116,6 @@ def read_boxes(path: str) -> dict[str, list[list[float]]]:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    from ..runtime.device import resolve_device
-
-    if args.batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
     if not args.max_megapixels > 0 or args.max_megapixels == float("inf"):
         raise UsageError("--max-megapixels must be a number more than 0")
     if args.lock_timeout is not None and args.lock_timeout < 0:
@@ -135,9 +126,9 @@ def _check_args(args: argparse.Namespace) -> None:
     if out.exists() and not out.is_dir():
         raise UsageError(f"-o/--out: {out} is a file; name a folder")
     try:
-        args.device = str(resolve_device(args.device))
+        check_model_args(args)
     except ValueError as e:
-        raise UsageError(f"--device: {e}") from None
+        raise UsageError(str(e)) from None
 
 
 class Printer:
@@ -224,15 +215,17 @@ def run(args: argparse.Namespace) -> int:
                                   photo_texture=args.photo_texture, detail=args.detail,
                                   detail_threshold=args.detail_threshold, detail_condition=args.detail_condition)
     config = PixieConfig(crop=CropConfig(part_convention=args.part_crop_convention), device=args.device,
-                         precision=args.precision, speed=args.speed, appearance=appearance)
+                         precision=args.precision, speed=args.speed, compile=args.compile, appearance=appearance)
     try:
         engine = Engine.from_data_dir(args.data_dir, config, trust_checkpoint=args.trust_checkpoint)
     except (MissingAssetError, CheckpointError, ModelFileError) as e:
         return _fail(args, 1, str(e), "model_files")
 
-    options = ReconstructOptions(out_dir=args.out, batch_size=args.batch_size, write_objs=args.obj,
+    batch_size = batch_size_for(engine, args.batch_size)
+    options = ReconstructOptions(out_dir=args.out, batch_size=batch_size, write_objs=args.obj,
                                  resume=args.resume, max_pixels=int(args.max_megapixels * 1e6),
-                                 detector=args.detector, lock_wait=args.lock_timeout)
+                                 detector=args.detector, lock_wait=args.lock_timeout,
+                                 prepare_workers=args.workers)
     job = ReconstructJob(engine, sources, options, notes=notes)
     show = (lambda ev: _json_line(ev.to_dict())) if args.json else Printer()
     for event in job.run():

@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from .model_options import add_model_options, batch_size_for, check_model_args
 from .reconstruct import EXIT_USAGE, UsageError, read_boxes
 
 EPILOG = """\
@@ -56,15 +57,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=None,
                    help="frame rate of an image sequence (default: 30); for a video only if it states none")
     p.add_argument("--data-dir", help="model data folder (default: $PIXIE_DATA_DIR, then the user folder)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: cuda if available)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="encoder precision; bf16/fp16 autocast applies on CUDA only (default: fp32)")
-    p.add_argument("--speed", choices=("exact", "fast"), default="fast",
-                   help="fast: batch norm folded, channels-last (default); exact: upstream's float order")
-    p.add_argument("--batch-size", type=int, default=8, help="persons per network batch; batches span frames "
-                                                             "(default: 8)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="threads that detect and crop ahead of the networks, each with its own detector (default: 1)")
+    add_model_options(p, batch_help="persons per network batch; batches span frames",
+                      speed_help="fast: batch norm folded, channels-last (default); exact: upstream's float order")
     p.add_argument("--no-prefetch", dest="prefetch", action="store_false",
                    help="decode, detect and crop one frame at a time between network runs (for comparison)")
     p.add_argument("--detector", choices=("auto", "mediapipe", "opencv", "none"), default="auto",
@@ -101,11 +95,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    from ..runtime.device import resolve_device
-
     checks = [
-        (args.batch_size >= 1, "--batch-size must be at least 1"),
-        (args.workers >= 1, "--workers must be at least 1"),
         (args.track_memory >= 0, "--track-memory must be 0 or more"),
         (args.min_track_frames >= 1, "--min-track-frames must be at least 1"),
         (0.0 <= args.smoothing <= 1.0, "--smoothing must be between 0 and 1"),
@@ -123,9 +113,9 @@ def _check_args(args: argparse.Namespace) -> None:
     if out.exists() and not out.is_dir():
         raise UsageError(f"-o/--out: {out} is a file; name a folder")
     try:
-        args.device = str(resolve_device(args.device))
+        check_model_args(args)
     except ValueError as e:
-        raise UsageError(f"--device: {e}") from None
+        raise UsageError(str(e)) from None
 
 
 def frame_boxes(boxes: dict[str, list[list[float]]], clip) -> dict[int, list[list[float]]]:
@@ -246,13 +236,14 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as e:
         return _fail(args, EXIT_USAGE, str(e))
     config = PixieConfig(crop=CropConfig(part_convention=args.part_crop_convention), device=args.device,
-                         precision=args.precision, speed=args.speed)
+                         precision=args.precision, speed=args.speed, compile=args.compile)
     try:
         engine = Engine.from_data_dir(args.data_dir, config, trust_checkpoint=args.trust_checkpoint)
     except (MissingAssetError, CheckpointError, ModelFileError) as e:
         return _fail(args, 1, str(e), "model_files")
     options = SequenceOptions(
-        out_dir=args.out, batch_size=args.batch_size, resume=args.resume, detector=args.detector, boxes=given,
+        out_dir=args.out, batch_size=batch_size_for(engine, args.batch_size), resume=args.resume,
+        detector=args.detector, boxes=given,
         proposals=args.proposals, tracker=replace(TrackerConfig(), max_age=args.track_memory),
         focal_px=args.focal_length, min_track_frames=args.min_track_frames, amass=args.amass,
         smoothing=args.smoothing, prefetch=args.prefetch, workers=args.workers, lock_wait=args.lock_timeout)

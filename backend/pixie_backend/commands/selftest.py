@@ -78,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
           f", {torch.get_num_threads()} CPU threads")
     for dist in ("numpy", "smplx", "opencv-python-headless", "pillow", "mediapipe", "tqdm", "platformdirs"):
         print(f"  {dist:24s} {_version(dist)}")
+    from ..runtime.device import resolve_device, resolve_precision
+
+    auto = resolve_device("auto")
+    print(f"--device auto: {auto}; --precision auto: {resolve_precision('auto', auto).precision} "
+          f"({resolve_precision('auto', auto).reason})")
 
     checks = _Checks()
     tmp_ctx = tempfile.TemporaryDirectory(prefix="pixie-selftest-") if not args.keep else None

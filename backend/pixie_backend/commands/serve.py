@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from .model_options import add_model_options, check_model_args
+
 EXIT_USAGE = 2
 TOKEN_ENV = "PIXIE_SERVICE_TOKEN"
 DEFAULT_REMOTE_PORT = 8765
@@ -32,11 +34,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "--token-file")
     p.add_argument("--token-file", help="file whose first line is the token (remote mode)")
     p.add_argument("--data-dir", help="model data folder (default: $PIXIE_DATA_DIR, then the user folder)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="encoder precision; bf16/fp16 autocast applies on CUDA only (default: fp32)")
-    p.add_argument("--speed", choices=("exact", "fast"), default="fast", help="see reconstruct --help (default: fast)")
-    p.add_argument("--batch-size", type=int, default=8, help="persons per network batch, across jobs (default: 8)")
+    add_model_options(p, batch_help="persons per network batch, across jobs", workers=False,
+                      speed_help="see reconstruct --help (default: fast)")
     p.add_argument("--max-wait", type=float, default=0.05,
                    help="seconds a partial batch waits for other jobs' persons (default: 0.05)")
     p.add_argument("--max-upload-mb", type=float, default=100.0, help="largest request body (default: 100)")
@@ -75,13 +74,12 @@ def _remote_token(args) -> str:
 
 def build_config(args):
     from ..config import PixieConfig
-    from ..runtime.device import resolve_device
     from ..service.auth import new_token
     from ..service.config import Limits, ServiceConfig
 
     token = _remote_token(args) if args.remote else new_token()
     port = args.port if args.port is not None else (DEFAULT_REMOTE_PORT if args.remote else 0)
-    device = str(resolve_device(args.device))
+    check_model_args(args)
     if not args.max_upload_mb > 0 or not args.max_megapixels > 0 or not args.max_video_mb > 0:
         raise ValueError("--max-upload-mb, --max-video-mb and --max-megapixels must be more than 0")
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=int(args.max_megapixels * 1e6),
@@ -91,7 +89,7 @@ def build_config(args):
     config = ServiceConfig(
         host=args.host, port=port, remote=args.remote, token=token,
         data_dir=Path(args.data_dir).expanduser() if args.data_dir else None,
-        model=PixieConfig(device=device, precision=args.precision, speed=args.speed),
+        model=PixieConfig(device=args.device, precision=args.precision, speed=args.speed, compile=args.compile),
         trust_checkpoint=args.trust_checkpoint, batch_size=args.batch_size, max_wait=args.max_wait, limits=limits,
         work_dir=Path(args.work_dir).expanduser() if args.work_dir else None, keep_seconds=args.keep_minutes * 60,
         exit_on_stdin_eof=not args.remote,

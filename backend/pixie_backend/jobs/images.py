@@ -1,7 +1,8 @@
 """Images in, one :class:`ImageResult` per image out, in input order.
 
-Preparation (load, detect, crop) runs on a background thread while the batcher runs the networks;
-persons of several images share a batch. At most about two batches of crops wait in memory.
+Preparation (load, detect, crop) runs on a background thread (or a :class:`PreparerPool`'s
+workers) while the batcher runs the networks; persons of several images share a batch. At most
+about two batches of crops (or, with device crops, of uploaded images) wait in memory.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from concurrent.futures import CancelledError
 
 from ..preprocess.image_io import DEFAULT_MAX_PIXELS
 from ..runtime.batcher import Batcher
-from .prepare import ImageResult, Preparer
+from .prepare import ImageResult, Preparer, PreparerPool
 from .sources import ImageSource
 
 log = logging.getLogger(__name__)
 
 
-def iter_image_results(preparer: Preparer, batcher: Batcher, sources: Sequence[ImageSource], *,
+def iter_image_results(preparer: Preparer | PreparerPool, batcher: Batcher, sources: Sequence[ImageSource], *,
                        max_pixels: int = DEFAULT_MAX_PIXELS, stop: threading.Event | None = None,
                        name: str = "") -> Iterator[ImageResult]:
     """Yield each source's result in order (errors included; ``index`` is the position in ``sources``).
@@ -35,27 +36,36 @@ def iter_image_results(preparer: Preparer, batcher: Batcher, sources: Sequence[I
     outstanding = [0]
     order: queue.Queue = queue.Queue()
 
-    def produce() -> None:
-        try:
+    def prepared():
+        if hasattr(preparer, "map"):
+            yield from preparer.map(sources, max_pixels, stop)
+        else:  # any object with Preparer.prepare
             for i, src in enumerate(sources):
                 if stop.is_set():
                     return
-                p = preparer.prepare(src, i, max_pixels)
+                yield preparer.prepare(src, i, max_pixels)
+
+    def produce() -> None:
+        items = prepared()
+        try:
+            for p in items:
+                if stop.is_set():
+                    return
                 fut = None
-                if p.image is not None:
-                    n = p.image.shape[0]
+                if p.ready:
+                    n = p.persons
                     with slots:
                         while outstanding[0] and outstanding[0] + n > limit and not stop.is_set():
                             slots.wait(0.1)
                         if stop.is_set():
                             return
                         outstanding[0] += n
-                    fut = stream.submit(p.image, p.image_hd)
-                    p.image = p.image_hd = None
+                    fut = p.submit(stream)
                 order.put((p.result, fut))
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             order.put(e)
         finally:
+            items.close()
             stream.close()
             order.put(None)
 

@@ -4,8 +4,9 @@ Three stages run at once (``prefetch=True``):
 
 1. a **reader** thread decodes the frames in order (a video with OpenCV, files with Pillow) and
    tells which ones an earlier run completed (those are not prepared at all);
-2. ``workers`` **preparation** threads detect the persons of each frame and cut their body crops
-   (each with its own :class:`~.prepare.Preparer`, so its own detector);
+2. the workers of a :class:`~.prepare.PreparerPool` detect the persons of each frame and cut their
+   body crops (each with its own :class:`~.prepare.Preparer`, so its own detector; for a GPU they
+   hand over the image and the persons' squares, and the engine cuts the crops on the device);
 3. a **dispatcher** thread submits each frame's crops, in frame order, to the batcher, whose own
    thread runs the networks on batches that span frames.
 
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 
 from ..runtime.batcher import Batcher
 from .frames import DecodedFrame
-from .prepare import Prepared, Preparer
+from .prepare import Prepared, Preparer, PreparerPool
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class FramePrefetcher:
     Args:
         frames: the clip's frames (a generator run on the reader thread).
         prepare: ``prepare(frame, preparer) -> Prepared | None`` (None: nothing to run for it).
-        preparers: one per worker.
+        pool: the preparation workers (one thread each).
         batcher: where crops go (a stream is opened for this job).
         resumable: ``resumable(frame)``: the frame needs no work (checked on the reader thread).
         cancel: the job's cancel flag (checked as often as the prefetcher's own stop).
@@ -67,13 +68,11 @@ class FramePrefetcher:
     """
 
     def __init__(self, frames: Iterable[DecodedFrame], prepare: Callable[[DecodedFrame, Preparer], Prepared | None],
-                 preparers: list[Preparer], batcher: Batcher, resumable: Callable[[DecodedFrame], bool],
+                 pool: PreparerPool, batcher: Batcher, resumable: Callable[[DecodedFrame], bool],
                  cancel: threading.Event | None = None, prefetch: bool = True, name: str = ""):
-        if not preparers:
-            raise ValueError("at least one preparer is needed")
         self.frames = frames
         self.prepare = prepare
-        self.preparers = preparers
+        self.pool = pool
         self.batcher = batcher
         self.resumable = resumable
         self._stop = threading.Event()
@@ -86,8 +85,12 @@ class FramePrefetcher:
         self._outstanding = 0
         self._threads: list[threading.Thread] = []
         self._pool: ThreadPoolExecutor | None = None
-        self._out: queue.Queue = queue.Queue(maxsize=max(4, batcher.batch_size + len(preparers)))
+        self._out: queue.Queue = queue.Queue(maxsize=max(4, batcher.batch_size + pool.workers))
         self.read_s = 0.0  #: reader-thread seconds (decoding, hashing)
+
+    @property
+    def preparers(self) -> list[Preparer]:
+        return self.pool.preparers
 
     # ------------------------------------------------------------------ consumer side
     def __iter__(self) -> Iterator[Ticket]:
@@ -135,27 +138,21 @@ class FramePrefetcher:
                 if frame.problem is None and not ticket.resumable:
                     ticket.prepared = self.prepare(frame, preparer)
                     p = ticket.prepared
-                    if p is not None and p.image is not None:
-                        ticket.future = self.stream.submit(p.image, p.image_hd, urgent=True)
-                        p.image = p.image_hd = None
+                    if p is not None and p.ready:
+                        ticket.future = p.submit(self.stream, urgent=True)
                 yield ticket
         finally:
             self.stream.close()
 
     # ------------------------------------------------------------------ threads
     def _start(self) -> None:
-        decoded: queue.Queue = queue.Queue(maxsize=2 + 2 * len(self.preparers))
-        self._pool = ThreadPoolExecutor(len(self.preparers), thread_name_prefix=f"pixie-prepare-{self.name}")
-        free: queue.Queue = queue.Queue()
-        for p in self.preparers:
-            free.put(p)
+        workers = self.pool.workers
+        decoded: queue.Queue = queue.Queue(maxsize=2 + 2 * workers)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"pixie-prepare-{self.name}")
 
         def run_prepare(frame: DecodedFrame) -> Prepared | None:
-            preparer = free.get()
-            try:
+            with self.pool.borrow() as preparer:
                 return self.prepare(frame, preparer)
-            finally:
-                free.put(preparer)
 
         def read() -> None:
             try:
@@ -179,7 +176,7 @@ class FramePrefetcher:
             ended = False
             try:
                 while not self._stopped():
-                    while not ended and len(pending) < len(self.preparers) + 1:
+                    while not ended and len(pending) < workers + 1:
                         item = self._get(decoded) if not pending else self._get(decoded, block=False)
                         if item is None:  # stopped, or nothing decoded yet while work is pending
                             break
@@ -216,9 +213,9 @@ class FramePrefetcher:
 
     def _submit(self, ticket: Ticket) -> None:
         p = ticket.prepared
-        if p is None or p.image is None:
+        if p is None or not p.ready:
             return
-        n = p.image.shape[0]
+        n = p.persons
         with self._slots:
             while self._outstanding and self._outstanding + n > self.limit and not self._stopped():
                 self._slots.wait(0.1)
@@ -226,8 +223,7 @@ class FramePrefetcher:
                 return
             self._outstanding += n
         ticket.persons = n
-        ticket.future = self.stream.submit(p.image, p.image_hd)
-        p.image = p.image_hd = None
+        ticket.future = p.submit(self.stream)
 
     def _put(self, q: queue.Queue, item) -> bool:
         while not self._stopped():

@@ -41,7 +41,7 @@ from .events import (
 )
 from .images import iter_image_results
 from .output import OutputError, OutputFolder
-from .prepare import Preparer
+from .prepare import Preparer, PreparerPool, preparer_for
 from .sources import ImageSource
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ class ReconstructOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     detector: str | Detector = "auto"
     lock_wait: float | None = None  #: seconds to wait for another run on the folder (None: no limit)
+    #: load/detect workers (None: 1 on the CPU, up to 8 for a GPU; see ``default_prepare_workers``)
+    prepare_workers: int | None = None
 
     def check(self) -> None:
         """Raise ``ValueError`` (a sentence) for an impossible option."""
@@ -68,6 +70,8 @@ class ReconstructOptions:
             raise ValueError("--max-megapixels must be more than 0")
         if self.lock_wait is not None and self.lock_wait < 0:
             raise ValueError("--lock-timeout must be 0 or more")
+        if self.prepare_workers is not None and self.prepare_workers < 1:
+            raise ValueError("--prepare-workers must be at least 1")
 
 
 def _sha(obj) -> str:
@@ -134,7 +138,7 @@ class ReconstructJob:
             return self.finished
 
         waited: list[Event] = []
-        preparer = Preparer(self.engine.config.crop, self.options.detector, self.engine.config.torch_dtype)
+        preparer = preparer_for(self.engine, self.options.detector, self.options.prepare_workers)
         batcher = self.batcher or Batcher(self.engine, self.options.batch_size)
         try:
             with OutputFolder.open(out_dir, wait=self.options.lock_wait,
@@ -169,7 +173,7 @@ class ReconstructJob:
         else:
             yield finish(STATUS_PARTIAL, EXIT_PARTIAL)
 
-    def _run_in(self, folder: OutputFolder, preparer: Preparer, batcher: Batcher, emit: Emitter,
+    def _run_in(self, folder: OutputFolder, preparer: Preparer | PreparerPool, batcher: Batcher, emit: Emitter,
                 counts: dict[str, int]) -> Iterator[Event]:
         from ..export.writer import ResultWriter, settings_dict
 

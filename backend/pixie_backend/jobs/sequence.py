@@ -72,7 +72,7 @@ from .frame_record import ROW_KEYS, FrameRecord, empty_rows
 from .frames import ClipError, ClipSource, DecodedFrame, frame_item, open_clip
 from .output import OutputError, OutputFolder
 from .prefetch import FramePrefetcher, Ticket
-from .prepare import Prepared, Preparer
+from .prepare import Prepared, Preparer, PreparerPool, default_prepare_workers
 from .reconstruct import EXIT_BUSY, EXIT_CANCELLED, EXIT_NOTHING, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from .sources import ImageSource
 
@@ -101,7 +101,9 @@ class SequenceOptions:
     amass: bool = False  #: also write ``<clip>_track<id>.amass.npz`` per track
     smoothing: float = 0.5  #: smoothing strength of the AMASS files (0: raw)
     prefetch: bool = True  #: decode, detect and crop on their own threads ahead of the networks
-    workers: int = 1  #: preparation threads (each its own detector)
+    #: preparation threads, each with its own detector (None: 1 on the CPU, up to 8 for a GPU; see
+    #: :func:`~.prepare.default_prepare_workers`)
+    workers: int | None = None
     lock_wait: float | None = None  #: seconds to wait for another run on the work folder (None: no limit)
     #: read at most this many frames (the rest of the clip is left out, with a warning); None: all
     max_frames: int | None = None
@@ -113,7 +115,7 @@ class SequenceOptions:
         """Raise ``ValueError`` (a sentence) for an impossible option."""
         if self.batch_size < 1:
             raise ValueError("--batch-size must be at least 1")
-        if self.workers < 1:
+        if self.workers is not None and self.workers < 1:
             raise ValueError("--workers must be at least 1")
         if self.min_track_frames < 1:
             raise ValueError("--min-track-frames must be at least 1")
@@ -247,10 +249,11 @@ class SequenceJob:
 
         waited: list[Event] = []
         cfg = self.engine.config
-        preparers = [Preparer(cfg.crop, self.options.detector, cfg.torch_dtype) for _ in range(self.options.workers)]
-        if not isinstance(self.options.detector, str):
-            preparers = preparers[:1]  # one detector object: one preparation thread
-        proposer = Preparer(cfg.crop, "none", cfg.torch_dtype)  # crops given boxes only: never builds a detector
+        crop_on = "device" if self.engine.accelerated else "cpu"  # a GPU cuts the crops itself
+        workers = self.options.workers or default_prepare_workers(self.engine.accelerated)
+        # one detector object: one preparation thread (the pool sees to that)
+        preparers = PreparerPool(cfg.crop, self.options.detector, cfg.torch_dtype, crop_on, workers)
+        proposer = Preparer(cfg.crop, "none", cfg.torch_dtype, crop_on)  # given boxes only: never builds a detector
         batcher = self.batcher or Batcher(self.engine, self.options.batch_size)
         done: dict[int, _Done] = {}
         frames: list[DecodedFrame] = []
@@ -264,7 +267,7 @@ class SequenceJob:
                 yield from self._frames(folder, clip, preparers, proposer, batcher, emit, counts, done, frames)
                 if self._stop.is_set():
                     raise KeyboardInterrupt
-                problem = yield from self._write(folder, clip, done, frames, preparers[0], emit, details)
+                problem = yield from self._write(folder, clip, done, frames, preparers.preparers[0], emit, details)
         except OutputError as e:
             yield from waited
             code = {"usage": EXIT_USAGE, "busy": EXIT_BUSY}.get(e.code, EXIT_NOTHING)
@@ -278,7 +281,7 @@ class SequenceJob:
             yield finish(STATUS_CANCELLED, EXIT_CANCELLED, ("cancelled", "cancelled; finished frames are kept"))
             return
         finally:
-            for p in [*preparers, proposer]:
+            for p in [preparers, proposer]:
                 p.close()
             if self.batcher is None:
                 batcher.close()
@@ -307,14 +310,14 @@ class SequenceJob:
         return None if boxes is None else [[float(v) for v in b] for b in boxes]
 
     # ------------------------------------------------------------------ frames
-    def _frames(self, folder: OutputFolder, clip: ClipSource, preparers: list[Preparer], proposer: Preparer,
+    def _frames(self, folder: OutputFolder, clip: ClipSource, preparers: PreparerPool, proposer: Preparer,
                 batcher: Batcher, emit: Emitter, counts: dict[str, int], done: dict[int, _Done],
                 frames: list[DecodedFrame]) -> Iterator[Event]:
         opts = self.options
         expected = self._expected(clip)
         every_frame_given = opts.boxes is not None and expected is not None and all(
             k in opts.boxes for k in range(expected))
-        self.detector_name = "given" if every_frame_given else preparers[0].detector_name
+        self.detector_name = "given" if every_frame_given else preparers.detector_name
         settings_sha = {d: _sha(self._settings(d)) for d in {self.detector_name, "given"}}
         model_sha = self.engine.model_fingerprint
         max_pixels = getattr(clip, "max_pixels", None) or DEFAULT_MAX_PIXELS
@@ -445,7 +448,7 @@ class SequenceJob:
                     ticket.prepared = prefetch.prepare(frame, prefetch.preparers[0])
                 except Exception as e:  # noqa: BLE001 - e.g. the frame file is gone
                     return self._fail(folder, frame, getattr(e, "code", "unreadable"), str(e))
-                if ticket.prepared is not None and ticket.prepared.image is not None:
+                if ticket.prepared is not None and ticket.prepared.ready:
                     ticket.future = self._urgent(prefetch.batcher, ticket.prepared)
             try:
                 det = self._detections(ticket, timings)
@@ -487,10 +490,9 @@ class SequenceJob:
     def _urgent(self, batcher: Batcher, p: Prepared):
         stream = batcher.stream(f"{self.id}-now")
         try:
-            return stream.submit(p.image, p.image_hd, urgent=True)
+            return p.submit(stream, urgent=True)
         finally:
             stream.close()
-            p.image = p.image_hd = None
 
     def _detections(self, ticket: Ticket, timings: dict[str, float]):
         """(sources, per-person arrays, boxes (D, 4) float64) of the frame's detections.
@@ -538,7 +540,7 @@ class SequenceJob:
             return empty_rows(), []
         src = ImageSource.from_array(frame.item, pixels, boxes=[boxes[i] for i in inside])
         p = proposer.prepare(src, frame.position, max_pixels)
-        if not p.result.ok or p.image is None:
+        if not p.result.ok or not p.ready:
             if p.result.code == "bad_boxes":
                 return empty_rows(), []
             raise _FrameFailed(p.result.code, p.result.message)

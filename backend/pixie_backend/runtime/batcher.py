@@ -15,12 +15,19 @@ An **urgent** submission (``submit(..., urgent=True)``) goes ahead of the waitin
 wait for a full batch: the next batch starts with it and is filled with what is already waiting.
 A job that cannot go on without a result (the sequence job's crops proposed from the previous
 frame) uses it, so that it never waits for work that will only come after that result.
+
+On a GPU a stream can submit the decoded image and its persons' squares instead of crops
+(:meth:`Stream.submit_image`): the image is uploaded at once in the submitting thread (on CUDA from
+pinned memory on a copy stream), and the engine cuts the crops on the device. Batches are then
+pipelined: while one batch's results travel back to the host (a finisher thread waits for them),
+the next batch is already queued on the device.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import queue
 import threading
 import time
 from concurrent.futures import CancelledError, Future
@@ -29,6 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from .engine import Engine
+from .transfer import DeviceImage
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +44,19 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Work:
     stream: Stream
-    image: torch.Tensor  #: (P, 3, 224, 224)
-    image_hd: torch.Tensor  #: (P, 3, H, H)
+    image: torch.Tensor | None  #: (P, 3, 224, 224)
+    image_hd: torch.Tensor | None  #: (P, 3, H, H)
     future: Future
     urgent: bool = False
+    uploaded: DeviceImage | None = None  #: instead of crops: the image on the device and its squares
 
     @property
     def persons(self) -> int:
-        return self.image.shape[0]
+        return self.uploaded.persons if self.uploaded is not None else self.image.shape[0]
+
+    @property
+    def part(self) -> tuple[torch.Tensor, torch.Tensor] | DeviceImage:
+        return self.uploaded if self.uploaded is not None else (self.image, self.image_hd)
 
 
 class Stream:
@@ -65,6 +78,20 @@ class Stream:
             a future of ``(PixieOutput for the P persons on the CPU, model seconds for this image)``.
         """
         return self.batcher._submit(self, image, image_hd, urgent)
+
+    def submit_image(self, pixels: torch.Tensor, centers: torch.Tensor, sides: torch.Tensor,
+                     urgent: bool = False) -> Future:
+        """Queue one image whose crops the engine cuts on its device.
+
+        Args:
+            pixels: (H, W, 3) uint8 (or float in [0, 1]) on the CPU; uploaded now, in this thread.
+            centers: (P, 2) and sides (P,): the persons' body squares, image pixels.
+            urgent: as in :meth:`submit`.
+
+        Returns:
+            the same future as :meth:`submit`.
+        """
+        return self.batcher._submit_image(self, pixels, centers, sides, urgent)
 
     def close(self) -> None:
         """No more images will come from this stream (lets a waiting batch run)."""
@@ -92,14 +119,25 @@ class Batcher:
         engine: where batches run.
         batch_size: persons per batch (an image with more persons runs as one larger batch).
         max_wait: seconds a partial batch waits for more work while streams are open (None: no limit).
+        part_crop_images: copy the head and hand crop images back with the outputs (default: only
+            from the CPU; a GPU keeps them and frees them).
+        pipelined: hand results back from a finisher thread, so the next batch is queued on the
+            device while one travels back (default: on a GPU).
     """
 
-    def __init__(self, engine: Engine, batch_size: int = 8, max_wait: float | None = None):
+    def __init__(self, engine: Engine, batch_size: int = 8, max_wait: float | None = None,
+                 part_crop_images: bool | None = None, pipelined: bool | None = None):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.engine = engine
         self.batch_size = batch_size
         self.max_wait = max_wait
+        #: copy the head/hand crop images back with the outputs (default: not from a GPU)
+        self.part_crop_images = part_crop_images
+        #: pipelined batches (default: on an accelerator): at most two batches travel back at once
+        pipelined = engine.accelerated if pipelined is None else pipelined
+        self._finishing: queue.Queue | None = queue.Queue(maxsize=2) if pipelined else None
+        self._finisher: threading.Thread | None = None
         self._cv = threading.Condition()
         self._queue: collections.deque[_Work] = collections.deque()
         self._streams: set[Stream] = set()
@@ -121,12 +159,24 @@ class Batcher:
         if image.ndim != 4 or image.shape[0] != image_hd.shape[0] or image.shape[0] < 1:
             raise ValueError(f"expected (P, 3, 224, 224) and (P, 3, H, H) crops, got {tuple(image.shape)} "
                              f"and {tuple(image_hd.shape)}")
-        fut: Future = Future()
+        return self._enqueue(_Work(stream, image, image_hd, Future(), urgent))
+
+    def _submit_image(self, stream: Stream, pixels: torch.Tensor, centers: torch.Tensor,
+                      sides: torch.Tensor, urgent: bool = False) -> Future:
+        if pixels.ndim != 3 or centers.ndim != 2 or centers.shape[0] != sides.shape[0] or centers.shape[0] < 1:
+            raise ValueError(f"expected an (H, W, C) image with (P, 2) centres and (P,) sides, got "
+                             f"{tuple(pixels.shape)}, {tuple(centers.shape)} and {tuple(sides.shape)}")
+        if not stream.open:
+            raise RuntimeError(f"stream {stream.name!r} is closed")
+        uploaded = self.engine.upload(pixels, centers, sides)
+        return self._enqueue(_Work(stream, None, None, Future(), urgent, uploaded))
+
+    def _enqueue(self, work: _Work) -> Future:
+        stream, fut = work.stream, work.future
         with self._cv:
             if not stream.open:
                 raise RuntimeError(f"stream {stream.name!r} is closed")
-            work = _Work(stream, image, image_hd, fut, urgent)
-            if urgent:  # after the urgent work already waiting, before everything else
+            if work.urgent:  # after the urgent work already waiting, before everything else
                 self._queue.insert(sum(1 for w in self._queue if w.urgent), work)
             else:
                 self._queue.append(work)
@@ -149,6 +199,8 @@ class Batcher:
             self._cv.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._finisher is not None:
+            self._finisher.join(timeout)
 
     # ------------------------------------------------------------------ worker
     def _drop_cancelled(self) -> None:
@@ -193,31 +245,58 @@ class Batcher:
                 return group
 
     def _run(self) -> None:
-        while True:
-            group = self._next_group()
-            if group is None:
-                return
-            group = [w for w in group if w.future.set_running_or_notify_cancel()]
-            if not group:
-                continue
-            try:
-                image = torch.cat([w.image for w in group])
-                image_hd = torch.cat([w.image_hd for w in group])
-                t0 = time.perf_counter()
-                out = self.engine.infer(image, image_hd).detach_cpu()
-                dt = time.perf_counter() - t0
-            except BaseException as e:  # noqa: BLE001 - reported on every image of the batch
-                log.exception("the model failed on a batch of %d persons", sum(w.persons for w in group))
-                for w in group:
-                    w.future.set_exception(e)
-                continue
-            self.batches_run += 1
-            self.batch_sizes.append(image.shape[0])
-            start = 0
-            for w in group:
-                part = out.index(slice(start, start + w.persons))
-                start += w.persons
-                w.future.set_result((part, dt * w.persons / image.shape[0]))
+        try:
+            while True:
+                group = self._next_group()
+                if group is None:
+                    return
+                group = [w for w in group if w.future.set_running_or_notify_cancel()]
+                if not group:
+                    continue
+                n = sum(w.persons for w in group)
+                try:
+                    t0 = time.perf_counter()
+                    pending = self.engine.to_host(self.engine.infer_batch([w.part for w in group]),
+                                                  self.part_crop_images)
+                except BaseException as e:  # noqa: BLE001 - reported on every image of the batch
+                    self._fail(group, n, e)
+                    continue
+                self.batches_run += 1
+                self.batch_sizes.append(n)
+                if self._finishing is None:
+                    self._finish(group, n, pending, t0)
+                else:  # pipelined: the next batch is queued on the device while this one comes back
+                    if self._finisher is None:
+                        self._finisher = threading.Thread(target=self._finish_loop, name="pixie-batcher-finish",
+                                                          daemon=True)
+                        self._finisher.start()
+                    self._finishing.put((group, n, pending, t0))
+        finally:
+            if self._finishing is not None:
+                self._finishing.put(None)
+
+    def _finish_loop(self) -> None:
+        while (item := self._finishing.get()) is not None:
+            self._finish(*item)
+
+    def _finish(self, group: list[_Work], n: int, pending, t0: float) -> None:
+        try:
+            out = pending.result()
+        except BaseException as e:  # noqa: BLE001 - a device error surfaces when the results are read
+            self._fail(group, n, e)
+            return
+        dt = time.perf_counter() - t0
+        start = 0
+        for w in group:
+            part = out.index(slice(start, start + w.persons))
+            start += w.persons
+            w.future.set_result((part, dt * w.persons / n))
+
+    @staticmethod
+    def _fail(group: list[_Work], n: int, e: BaseException) -> None:
+        log.exception("the model failed on a batch of %d persons", n, exc_info=e)
+        for w in group:
+            w.future.set_exception(e)
 
 
 __all__ = ["Batcher", "CancelledError", "Stream"]

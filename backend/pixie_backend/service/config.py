@@ -53,7 +53,7 @@ class ServiceConfig:
     data_dir: Path | None = None
     model: PixieConfig = field(default_factory=PixieConfig)
     trust_checkpoint: bool = False
-    batch_size: int = 8  #: persons per network batch, across jobs
+    batch_size: int | str = 8  #: persons per network batch, across jobs (``auto``: from the device)
     max_wait: float = 0.05  #: seconds a partial batch waits for other jobs' persons
     limits: Limits = field(default_factory=Limits)
     work_dir: Path | None = None  #: job folders go here (None: a temporary folder removed at exit)
@@ -67,7 +67,7 @@ class ServiceConfig:
         self.limits.check()
         if not 0 <= self.port < 65536:
             raise ValueError("--port must be between 0 and 65535")
-        if self.batch_size < 1:
+        if self.batch_size != "auto" and (not isinstance(self.batch_size, int) or self.batch_size < 1):
             raise ValueError("--batch-size must be at least 1")
         if self.max_wait < 0:
             raise ValueError("--max-wait must be 0 or more")

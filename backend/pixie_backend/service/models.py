@@ -80,7 +80,7 @@ class SharedDetector:
 class ModelHolder:
     """The engine and the shared :class:`~pixie_backend.runtime.batcher.Batcher`, once loaded."""
 
-    def __init__(self, config: PixieConfig, data_dir: Path | None, *, batch_size: int = 8,
+    def __init__(self, config: PixieConfig, data_dir: Path | None, *, batch_size: int | str = 8,
                  max_wait: float | None = 0.05, trust_checkpoint: bool = False):
         self.config = config
         self.data_dir = data_dir
@@ -141,9 +141,11 @@ class ModelHolder:
             log.exception("loading the model failed")
             self._done(FAILED, error=ModelUnavailable("model_failed", f"the model could not be loaded: {e!r}"))
             return
-        batcher = Batcher(engine, self.batch_size, max_wait=self.max_wait)
+        batch_size = engine.suggest_batch_size() if self.batch_size == "auto" else self.batch_size
+        batcher = Batcher(engine, batch_size, max_wait=self.max_wait)
         self.load_seconds = time.perf_counter() - t0
-        log.info("model loaded in %.1f s on %s", self.load_seconds, engine.device)
+        log.info("model loaded in %.1f s on %s, encoders in %s (%s), batches of %d", self.load_seconds,
+                 engine.device, engine.precision.precision, engine.precision.reason, batch_size)
         self._done(READY, engine=engine, batcher=batcher)
 
     def _done(self, state: str, *, error: ModelUnavailable | None = None, engine=None, batcher=None) -> None:
@@ -213,14 +215,17 @@ class ModelHolder:
             gpu = {"name": "Apple GPU (MPS)", "memory_total": None, "memory_free": None}
         required, optional = missing_files(self.data_dir)
         d: dict[str, Any] = {
-            "state": self.state, "device": device, "gpu": gpu, "precision": self.config.precision,
+            "state": self.state, "device": device, "gpu": gpu,
+            # what runs once loaded (``auto`` resolved), what was asked for before
+            "precision": self.engine.config.precision if self.engine is not None else self.config.precision,
             "speed": self.config.speed, "missing": required, "missing_optional": optional,
             "load_seconds": None if self.load_seconds is None else round(self.load_seconds, 3),
             "error": {"code": self.error.code, "message": str(self.error)} if self.error is not None else None,
         }
         if self.engine is not None:
             info = self.engine.describe()
-            d.update(synthetic=info["synthetic"], net=info["net"], data_dir=info["data_dir"])
+            d.update(synthetic=info["synthetic"], net=info["net"], data_dir=info["data_dir"],
+                     precision_reason=info["precision_reason"])
         if self.batcher is not None:
             sizes = list(self.batcher.batch_sizes)
             d["batches"] = {"run": self.batcher.batches_run, "persons": int(sum(sizes)),

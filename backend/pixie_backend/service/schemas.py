@@ -17,7 +17,9 @@ class ModelInfo(BaseModel):
     state: str = Field(description="loading | ready | missing | failed")
     device: str
     gpu: GpuInfo | None = None
-    precision: str
+    precision: str = Field(description="precision of the encoders: what runs once loaded (auto resolved), "
+                                       "what was asked for before")
+    precision_reason: str | None = Field(None, description="why that precision runs on this device (once loaded)")
     speed: str
     missing: list[str] = Field(description="required model files that are missing or damaged")
     missing_optional: list[str] = Field(description="optional files (texture, detail) that are missing")

@@ -269,7 +269,7 @@ async def submit_sequence(request: Request) -> JobStatus:
 
         def factory(ctx: JobContext) -> SequenceJob:
             options = SequenceOptions(
-                out_dir=ctx.out_dir, batch_size=st.config.batch_size, resume=False,
+                out_dir=ctx.out_dir, batch_size=ctx.batcher.batch_size, resume=False,
                 detector=st.models.detector(opts.detector), boxes=holder["boxes"], proposals=opts.proposals,
                 tracker=replace(TrackerConfig(), max_age=opts.track_memory), focal_px=opts.focal_length or None,
                 min_track_frames=opts.min_track_frames, amass=opts.amass, smoothing=opts.smoothing, lock_wait=0,
