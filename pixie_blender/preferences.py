@@ -59,8 +59,10 @@ DEVICE_ITEMS = (
     ("MPS", "Apple GPU", "Apple Silicon (MPS)"),
 )
 PRECISION_ITEMS = (
-    ("fp32", "Full (fp32)", "Exact numbers; the only choice on the CPU"),
-    ("bf16", "bf16", "Faster encoders on a recent NVIDIA GPU"),
+    ("auto", "Automatic", "bf16 where the device runs it natively (recent NVIDIA GPUs, CPUs with AVX512-BF16 "
+     "or AMX, Apple Silicon where supported), else fp32"),
+    ("fp32", "Full (fp32)", "Full precision everywhere (the parity reference; slower)"),
+    ("bf16", "bf16", "Faster encoders on recent NVIDIA GPUs and CPUs with bf16 instructions"),
     ("fp16", "fp16", "Faster encoders on older NVIDIA GPUs"),
 )
 
@@ -131,8 +133,8 @@ class PIXIE_AP_preferences(bpy.types.AddonPreferences):
     backend_precision: EnumProperty(
         name="Precision",
         items=PRECISION_ITEMS,
-        default="fp32",
-        description="Precision of the networks on a GPU (a change restarts the local backend)",
+        default="auto",
+        description="Precision of the networks' encoders (a change restarts the local backend)",
     )
     data_dir: StringProperty(
         name="Model Data Folder",

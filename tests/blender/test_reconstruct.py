@@ -334,3 +334,30 @@ def test_modal_step_lets_events_through_and_esc_cancels(bpy_mod, clean_state):
     task.finished = True
     assert modal(op, ctx, event("TIMER")) == {"FINISHED"}
     assert rec.STATE.task is None and reports == [({"WARNING"}, "Cancelled; nothing was imported.")]
+
+
+def test_backend_arguments_default_to_auto_and_serve_accepts_every_choice(bpy_mod, clean_state):
+    """The add-on starts ``serve`` with the preferences' device and precision: automatic by default
+    (bf16 where the hardware runs it natively), and every choice the preferences offer is one that
+    ``serve`` accepts."""
+    from pixie_blender import preferences
+    from pixie_blender.operators import backend as backend_ops
+
+    prefs = backend_ops.addon_preferences(bpy_mod.context)
+    rna = prefs.bl_rna.properties
+    assert rna["backend_device"].default == "AUTO" and rna["backend_precision"].default == "auto"
+    saved = prefs.backend_device, prefs.backend_precision, prefs.data_dir
+    try:
+        prefs.backend_device, prefs.backend_precision, prefs.data_dir = "AUTO", "auto", ""
+        assert clean_state.backend_args(prefs) == ["serve", "--device", "auto", "--precision", "auto"]
+        pytest.importorskip("torch")  # the backend's parser (bpy 4.2's environment has no backend)
+        from pixie_backend.cli import build_parser
+
+        parser = build_parser()
+        for device in (d for d, *_ in preferences.DEVICE_ITEMS):
+            for precision in (p for p, *_ in preferences.PRECISION_ITEMS):
+                prefs.backend_device, prefs.backend_precision = device, precision
+                args = parser.parse_args(clean_state.backend_args(prefs))
+                assert (args.device, args.precision) == (device.lower(), precision)
+    finally:
+        prefs.backend_device, prefs.backend_precision, prefs.data_dir = saved
