@@ -309,8 +309,12 @@ def test_resume_recomputes_only_what_changed(engine, turn_away, tmp_path):
     reused = [e for e in later if e["resumed"]]
     rerun = [e for e in later if not e["resumed"]]
     assert reused  # not everything after the change is recomputed...
-    for e in rerun:  # ...and what is runs only its new proposals: its detections' results are reused
-        assert "model" not in e["details"]["timings"] and "proposals" in e["details"]["timings"]
+    # ...and what is runs at most its new proposals: its detections' results are reused. (Which later
+    # frames change, and whether a change adds a proposal or drops one, depends on float32 rounding:
+    # with the AVX2 kernels forced a replayed track drops a proposal, and that frame is committed
+    # again without any network run.)
+    for e in rerun:
+        assert "model" not in e["details"]["timings"], e
     fresh, _ = run_job(engine, frames, tmp_path / "fresh", **opts)
     assert_same_sequence(job.sequence_path, fresh.sequence_path)
 
