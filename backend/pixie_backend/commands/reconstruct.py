@@ -173,19 +173,22 @@ class Printer:
             self.bar.update(1)
 
 
-def _json_line(record: dict) -> None:
+def json_line(record: dict) -> None:
     print(json.dumps(record, ensure_ascii=False), flush=True)
 
 
-def _fail(args, code: int, message: str, kind: str = "usage") -> int:
-    """A run that stops before its job starts: one line (and, with --json, a lone ``finished`` record)."""
+def fail_before_job(args, code: int, message: str, kind: str = "usage", job: str = "reconstruct") -> int:
+    """A run that stops before its job starts: one line (and, with --json, a lone ``finished`` record
+    of the ``job`` kind)."""
     print(f"error: {message}", file=sys.stderr)
     if args.json:
         from ..jobs.events import Emitter, Finished
 
-        _json_line(Emitter("reconstruct").make(Finished, status="failed", exit_code=code,
-                                               error={"code": kind, "message": message}).to_dict())
+        json_line(Emitter(job).make(Finished, status="failed", exit_code=code,
+                                    error={"code": kind, "message": message}).to_dict())
     return code
+
+
 
 
 def run(args: argparse.Namespace) -> int:
@@ -201,13 +204,13 @@ def run(args: argparse.Namespace) -> int:
         _check_args(args)
         boxes = read_boxes(args.boxes) if args.boxes else {}
     except UsageError as e:
-        return _fail(args, EXIT_USAGE, str(e))
+        return fail_before_job(args, EXIT_USAGE, str(e))
 
     sources, notes = gather_sources(args.inputs)
     if not any(s.problem is None for s in sources):
         for s in sources:
             print(f"warning: {s.problem[1]}", file=sys.stderr)
-        return _fail(args, 1, "no input images", "no_input")
+        return fail_before_job(args, 1, "no input images", "no_input")
     if boxes:
         sources = [s.with_boxes(boxes.get(str(s.path), boxes.get(s.path.name)))
                    if s.path is not None and s.problem is None else s for s in sources]
@@ -219,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         engine = Engine.from_data_dir(args.data_dir, config, trust_checkpoint=args.trust_checkpoint)
     except (MissingAssetError, CheckpointError, ModelFileError) as e:
-        return _fail(args, 1, str(e), "model_files")
+        return fail_before_job(args, 1, str(e), "model_files")
 
     batch_size = batch_size_for(engine, args.batch_size)
     options = ReconstructOptions(out_dir=args.out, batch_size=batch_size, write_objs=args.obj,
@@ -227,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
                                  detector=args.detector, lock_wait=args.lock_timeout,
                                  prepare_workers=args.workers)
     job = ReconstructJob(engine, sources, options, notes=notes)
-    show = (lambda ev: _json_line(ev.to_dict())) if args.json else Printer()
+    show = (lambda ev: json_line(ev.to_dict())) if args.json else Printer()
     for event in job.run():
         show(event)
     return job.finished.exit_code

@@ -14,12 +14,11 @@ clip's work folder was busy past ``--lock-timeout``; 130 interrupted (committed 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from .model_options import add_model_options, batch_size_for, check_model_args
-from .reconstruct import EXIT_USAGE, UsageError, read_boxes
+from .reconstruct import EXIT_USAGE, UsageError, fail_before_job, json_line, read_boxes
 
 EPILOG = """\
 input:
@@ -195,19 +194,8 @@ class Printer:
         self.tqdm.write(line, file=sys.stderr)
 
 
-def _json_line(record: dict) -> None:
-    print(json.dumps(record, ensure_ascii=False), flush=True)
-
-
 def _fail(args, code: int, message: str, kind: str = "usage") -> int:
-    """A run that stops before its job starts: one line (and, with --json, a lone ``finished`` record)."""
-    print(f"error: {message}", file=sys.stderr)
-    if args.json:
-        from ..jobs.events import Emitter, Finished
-
-        _json_line(Emitter("sequence").make(Finished, status="failed", exit_code=code,
-                                            error={"code": kind, "message": message}).to_dict())
-    return code
+    return fail_before_job(args, code, message, kind, job="sequence")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -248,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
         focal_px=args.focal_length, min_track_frames=args.min_track_frames, amass=args.amass,
         smoothing=args.smoothing, prefetch=args.prefetch, workers=args.workers, lock_wait=args.lock_timeout)
     job = SequenceJob(engine, clip, options)
-    show = (lambda ev: _json_line(ev.to_dict())) if args.json else Printer()
+    show = (lambda ev: json_line(ev.to_dict())) if args.json else Printer()
     for event in job.run():
         show(event)
     return job.finished.exit_code
