@@ -32,6 +32,7 @@ from ..client.reconstruct import IMAGE_EXTENSIONS
 from ..client.sequence import VIDEO_EXTENSIONS, SequenceProgress, SequenceRequest, SequenceTask
 from ..preferences import get_preferences
 from ..version import ADDON_VERSION
+from .task_loop import TaskCancel, TaskModal, TaskState, pump_task
 
 SEQUENCE_PLACEMENT_ITEMS = (
     ("PHOTO", "As in Video", "Root translation keyed: the people move as in the clip, seen through one camera"),
@@ -46,19 +47,12 @@ UNDO_MESSAGE = "Import Image Sequence"
 ACTION = "Import Image Sequence"
 
 
-class _State:
+class _State(TaskState):
     """The running sequence job (module level: never saved)."""
 
     def __init__(self):
-        self.task: SequenceTask | None = None
-        self.last: SequenceProgress | None = None  #: the finished task's progress
+        super().__init__()
         self.options = None  #: the SequenceImportOptions the finished job is imported with
-        self.report: tuple[str, str] | None = None  #: ("INFO" | "WARNING" | "ERROR", sentence) of the last run
-        self.rigs: list[str] = []  #: names of the armatures the last run built
-        self.undo_steps = 0
-
-    def progress(self) -> SequenceProgress | None:
-        return self.task.progress if self.task is not None else self.last
 
 
 STATE = _State()
@@ -130,28 +124,10 @@ def pump(context=None, push_undo: bool = True) -> bool:
     """One non-blocking step of the running sequence job; True when none runs (any more). When the
     job has finished, this imports its result (or records the failure): ``STATE.report``, and
     pushes one undo step (``push_undo``; the modal operator's own step is that one)."""
-    task = STATE.task
-    if task is None:
-        return True
-    context = context or bpy.context
-    if not task.step():
-        return False
-    STATE.task, STATE.last = None, task.progress
-    p = task.progress
-    if p.state == "done":
-        STATE.report = _build(context, p, push_undo)
-    elif p.state == "cancelled":
-        STATE.report = ("WARNING", p.message)
-    else:
-        STATE.report = ("ERROR", p.message)
-    return True
+    return pump_task(STATE, context or bpy.context, lambda c, p: _build(c, p, push_undo))
 
 
-def status_text(progress: SequenceProgress) -> str:
-    return f"PIXIE: {progress.text} (Esc to cancel)"
-
-
-class PIXIE_OT_import_sequence(bpy.types.Operator, ImportHelper):
+class PIXIE_OT_import_sequence(TaskModal, bpy.types.Operator, ImportHelper):
     """Import an image sequence: a video file or a folder of frames (reconstructed and tracked by the
     backend; the scene stays editable, Esc cancels), or a finished PIXIE sequence result; one
     smoothed, animated rig per person, with body, hands and face"""
@@ -194,9 +170,9 @@ class PIXIE_OT_import_sequence(bpy.types.Operator, ImportHelper):
     pose_correctives: EnumProperty(name="Pose Correctives", items=SEQUENCE_CORRECTIVE_ITEMS, default="NONE")
     frame_start: IntProperty(name="Start Frame", default=1, description="Scene frame of the clip's first frame")
 
+    task_state = STATE
     _job = None
     _steps = None
-    _timer = None
     _computing = False
 
     def draw(self, context):
@@ -274,11 +250,7 @@ class PIXIE_OT_import_sequence(bpy.types.Operator, ImportHelper):
             return self._finish()
         # interactive: one step per timer tick, Esc cancels
         self._steps = self._job.steps()
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.02, window=context.window)
-        wm.progress_begin(0, 100)
-        wm.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
+        return self._begin_modal(context, 0.02, steps=100)
 
     def _compute(self, context, source: Path) -> set[str]:
         from ..client.reconstruct import ConnectError
@@ -298,24 +270,11 @@ class PIXIE_OT_import_sequence(bpy.types.Operator, ImportHelper):
         if context.window is None or bpy.app.background:
             return {"FINISHED"}  # headless: the caller drives pump()
         self._computing = True
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(TIMER_INTERVAL, window=context.window)
-        wm.modal_handler_add(self)
-        wm.progress_begin(0, 1000)
-        return {"RUNNING_MODAL"}
-
-    def _end_modal(self, context) -> None:
-        wm = context.window_manager
-        if self._timer is not None:
-            wm.event_timer_remove(self._timer)
-            self._timer = None
-        wm.progress_end()
-        if context.workspace is not None:
-            context.workspace.status_text_set(None)
+        return self._begin_modal(context, TIMER_INTERVAL)
 
     def modal(self, context, event):
         if self._computing:
-            return self._modal_compute(context, event)
+            return self._task_modal(context, event)
         if event.type == "ESC":
             self._steps.close()
             self._job.rollback()
@@ -337,53 +296,26 @@ class PIXIE_OT_import_sequence(bpy.types.Operator, ImportHelper):
             context.workspace.status_text_set(f"PIXIE: {int(100 * fraction)} %, {text} (Esc to cancel)")
         return {"RUNNING_MODAL"}
 
-    def _modal_compute(self, context, event):
-        from . import reconstruct as rec
-
-        if event.type == "ESC" and event.value == "PRESS" and STATE.task is not None:
-            STATE.task.cancel()
-            return {"RUNNING_MODAL"}
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}  # the scene stays editable while the backend works
-        finished = pump(context, push_undo=False)  # FINISHED pushes this operator's undo step
-        progress = STATE.progress()
-        if progress is not None:
-            context.window_manager.progress_update(int(progress.fraction * 1000))
-            if context.workspace is not None:
-                context.workspace.status_text_set(None if finished else status_text(progress))
-        rec.redraw(context)
-        if not finished:
-            return {"PASS_THROUGH"}
-        self._end_modal(context)
-        if STATE.report is not None:
-            level, text = STATE.report
-            self.report({level}, text)
-        return {"FINISHED"} if STATE.report and STATE.report[0] != "ERROR" else {"CANCELLED"}
+    def _pump(self, context) -> bool:
+        return pump(context, push_undo=False)  # FINISHED pushes this operator's undo step
 
     def cancel(self, context):  # the window closed: stop the job, nothing is built
         self._end_modal(context)
-        if self._computing and STATE.task is not None:
-            STATE.task.cancel()
-            STATE.task = None
+        if self._computing:
+            self._cancel_task()
         elif self._steps is not None:
             self._steps.close()
             self._job.rollback()
 
 
-class PIXIE_OT_import_sequence_cancel(bpy.types.Operator):
+class PIXIE_OT_import_sequence_cancel(TaskCancel, bpy.types.Operator):
     """Stop computing the image sequence (nothing is imported)"""
 
     bl_idname = "pixie.import_sequence_cancel"
     bl_label = "Cancel Image Sequence"
     bl_options = {"INTERNAL"}
 
-    @classmethod
-    def poll(cls, context):
-        return STATE.task is not None
-
-    def execute(self, context):
-        STATE.task.cancel()
-        return {"FINISHED"}
+    task_state = STATE
 
 
 def menu_import(self, context):

@@ -39,26 +39,13 @@ from ..client.reconstruct import (
 )
 from ..version import ADDON_VERSION
 from . import backend as backend_ops
+from .task_loop import TaskCancel, TaskModal, TaskState, pump_task
 
 TIMER_INTERVAL = 0.1
 UNDO_MESSAGE = "Reconstruct from Image"
 
 
-class _State:
-    """Transient state (module level: never saved)."""
-
-    def __init__(self):
-        self.task: ReconstructTask | None = None
-        self.last: ReconstructProgress | None = None  #: the finished task's progress
-        self.report: tuple[str, str] | None = None  #: ("INFO" | "WARNING" | "ERROR", sentence) of the last run
-        self.rigs: list[str] = []  #: names of the armatures the last run built
-        self.undo_steps = 0  #: undo steps pushed by builds in this session (one per reconstruction)
-
-    def progress(self) -> ReconstructProgress | None:
-        return self.task.progress if self.task is not None else self.last
-
-
-STATE = _State()
+STATE = TaskState()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -140,14 +127,6 @@ def start_task(context, images: list[str]) -> ReconstructTask:
 # The job loop
 
 
-def redraw(context=None) -> None:
-    wm = (context or bpy.context).window_manager
-    for window in wm.windows:
-        for area in window.screen.areas:
-            if area.type in ("VIEW_3D", "PREFERENCES"):
-                area.tag_redraw()
-
-
 def _build(context, progress: ReconstructProgress) -> tuple[str, str]:
     """Build the avatars of the downloaded results (main thread, one undo step, all or nothing)."""
     from ..io.schema import PixieFormatError
@@ -185,32 +164,14 @@ def pump(context=None) -> bool:
     """One non-blocking step of the running reconstruction; True when none runs (any more).
 
     When the task has finished, this builds the avatars (or records the failure): ``STATE.report``."""
-    task = STATE.task
-    if task is None:
-        return True
-    context = context or bpy.context
-    if not task.step():
-        return False
-    STATE.task, STATE.last = None, task.progress
-    p = task.progress
-    if p.state == "done":
-        STATE.report = _build(context, p)
-    elif p.state == "cancelled":
-        STATE.report = ("WARNING", p.message)
-    else:
-        STATE.report = ("ERROR", p.message)
-    return True
-
-
-def status_text(progress: ReconstructProgress) -> str:
-    return f"PIXIE: {progress.text} (Esc to cancel)"
+    return pump_task(STATE, context or bpy.context, _build)
 
 
 # --------------------------------------------------------------------------------------------------
 # Operators
 
 
-class PIXIE_OT_reconstruct(bpy.types.Operator):
+class PIXIE_OT_reconstruct(TaskModal, bpy.types.Operator):
     """Reconstruct every person in the chosen photos and build their avatars (runs in the background
     backend; the scene stays editable; Esc cancels)"""
 
@@ -225,7 +186,7 @@ class PIXIE_OT_reconstruct(bpy.types.Operator):
     filter_image: bpy.props.BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
     filter_folder: bpy.props.BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
 
-    _timer = None
+    task_state = STATE
 
     @classmethod
     def poll(cls, context):
@@ -268,64 +229,27 @@ class PIXIE_OT_reconstruct(bpy.types.Operator):
             return {"CANCELLED"}
         if context.window is None or bpy.app.background:
             return {"FINISHED"}  # headless: the caller drives pump()
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(TIMER_INTERVAL, window=context.window)
-        wm.modal_handler_add(self)
-        wm.progress_begin(0, 1000)
-        return {"RUNNING_MODAL"}
+        return self._begin_modal(context, TIMER_INTERVAL)
+
+    def _pump(self, context) -> bool:
+        return pump(context)
 
     def modal(self, context, event):
-        if event.type == "ESC" and event.value == "PRESS" and STATE.task is not None:
-            STATE.task.cancel()
-            return {"RUNNING_MODAL"}
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}  # the scene stays editable while the backend works
-        finished = pump(context)
-        progress = STATE.progress()
-        wm = context.window_manager
-        if progress is not None:
-            wm.progress_update(int(progress.fraction * 1000))
-            if context.workspace is not None:
-                context.workspace.status_text_set(None if finished else status_text(progress))
-        redraw(context)
-        if not finished:
-            return {"PASS_THROUGH"}
-        self._stop(context)
-        if STATE.report is not None:
-            level, text = STATE.report
-            self.report({level}, text)
-        return {"FINISHED"} if STATE.report and STATE.report[0] != "ERROR" else {"CANCELLED"}
-
-    def _stop(self, context) -> None:
-        wm = context.window_manager
-        if self._timer is not None:
-            wm.event_timer_remove(self._timer)
-            self._timer = None
-        wm.progress_end()
-        if context.workspace is not None:
-            context.workspace.status_text_set(None)
+        return self._task_modal(context, event)
 
     def cancel(self, context):  # the window closed: stop the job, nothing is built
-        self._stop(context)
-        if STATE.task is not None:
-            STATE.task.cancel()
-            STATE.task = None
+        self._end_modal(context)
+        self._cancel_task()
 
 
-class PIXIE_OT_reconstruct_cancel(bpy.types.Operator):
+class PIXIE_OT_reconstruct_cancel(TaskCancel, bpy.types.Operator):
     """Stop the reconstruction (nothing is built; finished images stay in the results folder)"""
 
     bl_idname = "pixie.reconstruct_cancel"
     bl_label = "Cancel Reconstruction"
     bl_options = {"INTERNAL"}
 
-    @classmethod
-    def poll(cls, context):
-        return STATE.task is not None
-
-    def execute(self, context):
-        STATE.task.cancel()
-        return {"FINISHED"}
+    task_state = STATE
 
 
 class PIXIE_OT_open_setup(bpy.types.Operator):

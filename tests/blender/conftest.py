@@ -145,3 +145,15 @@ def opts(session_cache):
         return ImportOptions(**kw)
 
     return make
+
+
+@pytest.fixture
+def backend_prefs(bpy_mod):
+    """The add-on's backend preferences; what a test sets there is put back afterwards."""
+    from pixie_blender.operators import backend as backend_ops
+
+    prefs = backend_ops.addon_preferences(bpy_mod.context)
+    saved = {k: getattr(prefs, k) for k in ("backend_python", "backend_folder", "remote_enabled", "remote_url")}
+    yield prefs
+    for k, v in saved.items():
+        setattr(prefs, k, v)

@@ -1,8 +1,8 @@
 """Import Image Sequence from a video or a folder of frames, through the backend.
 
 In this session: what the operator does with each kind of input, its failures before a backend
-exists, the sidebar's entry (progress with Cancel, then the report) and the modal step (other
-events pass, Esc cancels). End to end, slow, in a fresh process: the extension zip installed
+exists and the sidebar's entry (progress with Cancel, then the report); the modal step is in
+``test_task_loop.py``. End to end, slow, in a fresh process: the extension zip installed
 through Blender's extension system, Backend Python set to the main ``.venv``'s interpreter,
 synthetic model files (``make-synthetic --body small --net tiny``) and a short synthetic clip
 video; one operator run starts the real backend, computes the sequence while the test drives the
@@ -19,12 +19,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from tests.blender.test_ui import Ctx, _draw
+from tests.blender.test_ui import sidebar_log
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKEND_PY = ROOT / ".venv" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
@@ -32,25 +31,12 @@ CLIP_FRAMES = 10
 
 
 @pytest.fixture
-def clean_state(bpy_mod):
-    from pixie_blender.operators import backend as backend_ops
+def clean_state(backend_prefs):
     from pixie_blender.operators import import_sequence as seq
 
-    prefs = backend_ops.addon_preferences(bpy_mod.context)
-    saved = {k: getattr(prefs, k) for k in ("backend_python", "backend_folder", "remote_enabled", "remote_url")}
     seq.STATE.__init__()
     yield seq
     seq.STATE.__init__()
-    for k, v in saved.items():
-        setattr(prefs, k, v)
-
-
-def _panel(bpy_mod) -> list:
-    from pixie_blender.ui import panels
-
-    log: list = []
-    assert _draw(panels.PIXIE_PT_main, Ctx(bpy_mod, None), log)
-    return log
 
 
 def test_inputs_failures_and_the_sidebar_entry(bpy_mod, clean_state, tmp_path):
@@ -70,7 +56,7 @@ def test_inputs_failures_and_the_sidebar_entry(bpy_mod, clean_state, tmp_path):
 
     prefs = backend_ops.addon_preferences(bpy_mod.context)
     prefs.backend_python, prefs.backend_folder, prefs.remote_enabled = "", str(tmp_path / "none"), False
-    log = _panel(bpy_mod)
+    log = sidebar_log(bpy_mod)
     assert ("operator", "pixie.import_sequence") in log and ("operator", "pixie.import_result") in log
     ops = [e[1] for e in log if e[0] == "operator"]  # right under Reconstruct from Image, above the backend
     assert ops.index("pixie.reconstruct") + 1 == ops.index("pixie.import_sequence") < ops.index("pixie.backend_install")
@@ -101,53 +87,12 @@ def test_inputs_failures_and_the_sidebar_entry(bpy_mod, clean_state, tmp_path):
         )
 
     seq.STATE.task = Running()
-    log = _panel(bpy_mod)
+    log = sidebar_log(bpy_mod)
     assert ("operator", "pixie.import_sequence_cancel") in log and panels.backend_status(bpy_mod.context)[0] == "busy"
     assert any(e[0] == "progress" for e in log)
     seq.STATE.task = None
     seq.STATE.report = ("ERROR", "No person was found in any frame of clip.mp4; nothing was imported.")
-    assert any("No person was found in any frame" in e[1] for e in _panel(bpy_mod) if e[0] == "label")
-
-
-def test_modal_step_lets_events_through_and_esc_cancels(bpy_mod, clean_state):
-    from pixie_blender.client.sequence import SequenceProgress
-
-    seq = clean_state
-
-    class Task:
-        def __init__(self):
-            self.cancelled = self.finished = False
-            self.progress = SequenceProgress(state="running", total=10, text="Frame 1 of 10")
-
-        def step(self):
-            if self.finished:
-                self.progress.state, self.progress.message = "cancelled", "Cancelled; nothing was imported."
-            return self.finished
-
-        def cancel(self):
-            self.cancelled = True
-
-    task = seq.STATE.task = Task()
-    reports = []
-    cls = seq.PIXIE_OT_import_sequence
-    op = SimpleNamespace(
-        _computing=True,
-        _timer=None,
-        report=lambda level, text: reports.append((level, text)),
-        _end_modal=lambda ctx: None,
-    )
-    op._modal_compute = lambda ctx, ev: cls._modal_compute(op, ctx, ev)
-    ctx = SimpleNamespace(window_manager=bpy_mod.context.window_manager, workspace=None)
-
-    def event(kind):
-        return SimpleNamespace(type=kind, value="PRESS")
-
-    assert cls.modal(op, ctx, event("MOUSEMOVE")) == {"PASS_THROUGH"}
-    assert cls.modal(op, ctx, event("TIMER")) == {"PASS_THROUGH"} and seq.STATE.task is task
-    assert cls.modal(op, ctx, event("ESC")) == {"RUNNING_MODAL"} and task.cancelled
-    task.finished = True
-    assert cls.modal(op, ctx, event("TIMER")) == {"FINISHED"}
-    assert seq.STATE.task is None and reports == [({"WARNING"}, "Cancelled; nothing was imported.")]
+    assert any("No person was found in any frame" in e[1] for e in sidebar_log(bpy_mod) if e[0] == "label")
 
 
 # --------------------------------------------------------------------------------------------------

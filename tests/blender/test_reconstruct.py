@@ -20,32 +20,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.blender.test_ui import Ctx, _draw
+from tests.blender.test_ui import sidebar_log
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKEND_PY = ROOT / ".venv" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
 @pytest.fixture
-def clean_state(bpy_mod):
-    from pixie_blender.operators import backend as backend_ops
+def clean_state(backend_prefs):
     from pixie_blender.operators import reconstruct as rec
 
-    prefs = backend_ops.addon_preferences(bpy_mod.context)
-    saved = {k: getattr(prefs, k) for k in ("backend_python", "backend_folder", "remote_enabled", "remote_url")}
     rec.STATE.__init__()
     yield rec
     rec.STATE.__init__()
-    for k, v in saved.items():
-        setattr(prefs, k, v)
-
-
-def _panel(bpy_mod) -> list:
-    from pixie_blender.ui import panels
-
-    log: list = []
-    assert _draw(panels.PIXIE_PT_main, Ctx(bpy_mod, None), log)
-    return log
 
 
 def test_operator_file_handler_and_panel_states(bpy_mod, clean_state, tmp_path):
@@ -61,7 +48,7 @@ def test_operator_file_handler_and_panel_states(bpy_mod, clean_state, tmp_path):
 
     prefs = backend_ops.addon_preferences(bpy_mod.context)
     prefs.backend_python, prefs.backend_folder, prefs.remote_enabled = "", str(tmp_path / "none"), False
-    log = _panel(bpy_mod)
+    log = sidebar_log(bpy_mod)
     ops = {e[1] for e in log if e[0] == "operator"}
     assert {"pixie.reconstruct", "pixie.import_result", "pixie.backend_install", "pixie.open_setup"} <= ops
     assert ("label", "Backend: Not installed") in log
@@ -97,12 +84,12 @@ def test_operator_file_handler_and_panel_states(bpy_mod, clean_state, tmp_path):
         )
 
     rec.STATE.task = Running()
-    log = _panel(bpy_mod)
+    log = sidebar_log(bpy_mod)
     assert ("operator", "pixie.reconstruct_cancel") in log and panels.backend_status(bpy_mod.context)[0] == "busy"
     assert any(e[0] == "progress" for e in log)
     rec.STATE.task = None
     rec.STATE.report = ("ERROR", "The backend stopped during the job (exit code -9).")
-    assert any("The backend stopped during the job" in e[1] for e in _panel(bpy_mod) if e[0] == "label")
+    assert any("The backend stopped during the job" in e[1] for e in sidebar_log(bpy_mod) if e[0] == "label")
 
 
 def test_results_folder_next_to_the_blend(bpy_mod, clean_state, tmp_path):
@@ -294,46 +281,6 @@ def test_reconstruct_end_to_end_through_the_installed_extension(tmp_path):
     again = r["again"]
     assert again["state"] == "done" and r["again_pid"] != r["first_pid"] and r["again_pid"] != killed["killed"]
     assert r["rigs_end"] == 4
-
-
-def test_modal_step_lets_events_through_and_esc_cancels(bpy_mod, clean_state):
-    """The modal handler: other events pass through (the scene stays editable), a TIMER event runs one
-    step of the job loop, Esc cancels the job; when the job has ended it reports and finishes."""
-    from types import SimpleNamespace
-
-    from pixie_blender.client.reconstruct import ReconstructProgress
-
-    rec = clean_state
-
-    class Task:
-        def __init__(self):
-            self.cancelled = False
-            self.finished = False
-            self.progress = ReconstructProgress(state="running", total=2, text="Image 1 of 2")
-
-        def step(self):
-            if self.finished:
-                self.progress.state, self.progress.message = "cancelled", "Cancelled; nothing was imported."
-            return self.finished
-
-        def cancel(self):
-            self.cancelled = True
-
-    task = rec.STATE.task = Task()
-    reports = []
-    op = SimpleNamespace(_timer=None, report=lambda level, text: reports.append((level, text)), _stop=lambda ctx: None)
-    ctx = SimpleNamespace(window_manager=bpy_mod.context.window_manager, workspace=None)
-
-    def event(kind):
-        return SimpleNamespace(type=kind, value="PRESS")
-
-    modal = rec.PIXIE_OT_reconstruct.modal
-    assert modal(op, ctx, event("MOUSEMOVE")) == {"PASS_THROUGH"}
-    assert modal(op, ctx, event("TIMER")) == {"PASS_THROUGH"} and rec.STATE.task is task
-    assert modal(op, ctx, event("ESC")) == {"RUNNING_MODAL"} and task.cancelled
-    task.finished = True
-    assert modal(op, ctx, event("TIMER")) == {"FINISHED"}
-    assert rec.STATE.task is None and reports == [({"WARNING"}, "Cancelled; nothing was imported.")]
 
 
 def test_backend_arguments_default_to_auto_and_serve_accepts_every_choice(bpy_mod, clean_state):

@@ -17,6 +17,15 @@ def _draw(cls, ctx, log):
     return draw_panel(cls, ctx, RecordingLayout(log))
 
 
+def sidebar_log(bpy_mod) -> list:
+    """What the main sidebar panel draws now, as the recorder's flat log."""
+    from pixie_blender.ui import panels
+
+    log: list = []
+    assert _draw(panels.PIXIE_PT_main, Ctx(bpy_mod, None), log)
+    return log
+
+
 @pytest.mark.parametrize("show_all", [False, True])
 def test_panels_draw(bpy_mod, small, opts, show_all):
     from pixie_blender.ui import panels
