@@ -12,7 +12,9 @@ over the rounds, and ratios of medians.
 
 Modes: ``exact`` (fp32, encoders as loaded), ``fast`` (fp32, batch norm folded, channels-last),
 ``bf16`` (fast, encoders in bf16 after their first convolution), ``exact-bf16`` (exact with
-``torch.autocast``), ``fp16``, ``auto`` (what ``--precision auto`` picks here, fast).
+``torch.autocast``), ``fp16``, ``auto`` (what ``--precision auto`` picks here, fast), and
+``fast-compile``, ``bf16-compile``, ``auto-compile`` (the same with ``--compile default``:
+``torch.compile`` of the encoders; the warm-up round pays the compilation, once per batch shape).
 The official way is upstream's: one image at a time, batch 1, fp32, the encoders as loaded.
 
 Sections:
@@ -50,13 +52,16 @@ from pixie_backend.model import PixieModel  # noqa: E402
 from pixie_backend.pipeline import Pixie  # noqa: E402
 from pixie_backend.runtime.engine import Engine, ModelFiles  # noqa: E402
 
-MODES = {  # name: (speed, precision)
-    "exact": ("exact", "fp32"),
-    "fast": ("fast", "fp32"),
-    "bf16": ("fast", "bf16"),
-    "exact-bf16": ("exact", "bf16"),
-    "fp16": ("fast", "fp16"),
-    "auto": ("fast", "auto"),
+MODES = {  # name: (speed, precision, compile)
+    "exact": ("exact", "fp32", "off"),
+    "fast": ("fast", "fp32", "off"),
+    "bf16": ("fast", "bf16", "off"),
+    "exact-bf16": ("exact", "bf16", "off"),
+    "fp16": ("fast", "fp16", "off"),
+    "auto": ("fast", "auto", "off"),
+    "fast-compile": ("fast", "fp32", "default"),
+    "bf16-compile": ("fast", "bf16", "default"),
+    "auto-compile": ("fast", "auto", "default"),
 }
 
 
@@ -72,10 +77,17 @@ def interleaved(entries: dict[str, Callable[[], object]], rounds: int, device: t
                 per: dict[str, int] | None = None, warmup: int = 1, label: str = "") -> dict[str, list[float]]:
     """Seconds (divided by ``per[name]``) of each entry in each round; entries alternate within a round."""
     per = per or {}
-    for _ in range(warmup):
-        for fn in entries.values():
+    first: dict[str, float] = {}
+    for w in range(warmup):
+        for k, fn in entries.items():
+            t0 = time.perf_counter()
             fn()
-        sync(device)
+            sync(device)
+            if w == 0:
+                first[k] = time.perf_counter() - t0
+    if label and first and max(first.values()) > 5.0:  # a compilation (or a cold start) worth naming
+        print(f"  [{label}] first call (warm-up, not counted), s: "
+              + ", ".join(f"{k} {v:.1f}" for k, v in first.items()), file=sys.stderr, flush=True)
     times: dict[str, list[float]] = {k: [] for k in entries}
     for r in range(rounds):
         for k, fn in entries.items():
@@ -124,8 +136,8 @@ def build_engines(data: Path, device: str, modes: list[str], dtype: str = "float
     smplx = PixieSMPLX.from_files(files.smplx, files.extra_joints, files.j14).to(device)
     engines = {}
     for m in modes:
-        speed, precision = MODES[m]
-        cfg = PixieConfig(device=device, speed=speed, precision=precision, dtype=dtype)
+        speed, precision, compile_mode = MODES[m]
+        cfg = PixieConfig(device=device, speed=speed, precision=precision, dtype=dtype, compile=compile_mode)
         engines[m] = Engine(PixieModel(net, smplx, cfg), files)
     return engines
 
@@ -466,7 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     pixie_cpu = Pixie.from_model(official.model if official else build_engines(data, "cpu", ["fast"])["fast"].model,
                                  detector="auto")
     print(f"detector: {pixie_cpu.detector_name}; modes: " + ", ".join(
-        f"{m} = {e.config.speed} {e.precision.precision} ({e.precision.reason})" for m, e in engines.items()))
+        f"{m} = {e.config.speed} {e.precision.precision}"
+        + (f" compile={e.config.compile}" if e.config.compile != "off" else "")
+        + f" ({e.precision.reason})" for m, e in engines.items()))
     if "model" in sections:
         x, xh = person_crops(pixie_cpu, image, max(batches))
         section_model(engines, official, x, xh, batches, args.rounds)

@@ -38,8 +38,8 @@ Speed = Literal["exact", "fast"]
 Dtype = Literal["float32", "float64"]
 #: ``torch.compile`` of the encoders: ``off`` (the default), or a ``torch.compile`` mode
 #: (``default``; ``reduce-overhead`` adds CUDA graphs; ``max-autotune`` searches kernels for minutes).
-#: It needs a C++ compiler on the CPU and Triton on CUDA; pays on large CUDA batches, not measured to
-#: pay on the CPU (see README: Benchmarks).
+#: It needs a C++ compiler on the CPU and Triton on CUDA. On a 2-core CPU it saves 5-11 % per person
+#: after about a minute of compilation per batch shape (docs/devices.md); not measured on CUDA.
 Compile = Literal["off", "default", "reduce-overhead", "max-autotune"]
 #: How face textures move from FLAME UV into the SMPL-X UV map (``appearance/``).
 #:
