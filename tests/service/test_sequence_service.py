@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.support.protocol import validate_events
-from tests.support.service import ROOT, png_bytes
+from tests.support.service import ROOT, error_code, events, png_bytes
 from tests.support.service_fixtures import CLIP_FRAMES
 
 FRAMES = CLIP_FRAMES
@@ -25,20 +25,6 @@ def submit(http, video=None, frames=None, **form):
         files.append(("frames", (name, data, "application/octet-stream")))
     data = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in form.items()}
     return http.post("/v1/jobs/sequence", files=files, data=data)
-
-
-def events(http, job_id) -> list[dict]:
-    out = []
-    with http.stream("GET", f"/v1/jobs/{job_id}/events") as r:
-        assert r.status_code == 200
-        for line in r.iter_lines():
-            if line.strip():
-                out.append(json.loads(line))
-    return out
-
-
-def error_code(r) -> str:
-    return r.json()["error"]["code"]
 
 
 def tiny_video(path: Path, frames: int, size: tuple[int, int]) -> bytes:

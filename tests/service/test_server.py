@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from tests.support.protocol import validate_events
-from tests.support.service import ROOT, child_env, jpeg_bytes, png_bytes, start_server, wait_ready
+from tests.support.service import ROOT, child_env, error_code, events, jpeg_bytes, png_bytes, start_server, wait_ready
 
 POSIX = os.name == "posix"
 
@@ -34,19 +34,6 @@ def submit(http, images, **form):
         data={k: str(v).lower() if isinstance(v, bool) else v for k, v in form.items()},
     )
 
-
-def events(http, job_id, after=0) -> list[dict]:
-    out = []
-    with http.stream("GET", f"/v1/jobs/{job_id}/events", params={"after": after}) as r:
-        assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
-        for line in r.iter_lines():
-            if line.strip():
-                out.append(json.loads(line))
-    return out
-
-
-def error_code(r) -> str:
-    return r.json()["error"]["code"]
 
 
 # --------------------------------------------------------------------------------------------------

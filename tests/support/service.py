@@ -102,3 +102,19 @@ def wait_ready(client, timeout: float = 120.0) -> dict:
         if h["model"]["state"] != "loading" or time.monotonic() > deadline:
             return h
         time.sleep(0.1)
+
+
+def events(http, job_id, after=0) -> list[dict]:
+    """A job's event stream (NDJSON), read to its end through an HTTP client of the service."""
+    out = []
+    with http.stream("GET", f"/v1/jobs/{job_id}/events", params={"after": after}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
+        for line in r.iter_lines():
+            if line.strip():
+                out.append(json.loads(line))
+    return out
+
+
+def error_code(r) -> str:
+    """The stable error code of a service error response."""
+    return r.json()["error"]["code"]
