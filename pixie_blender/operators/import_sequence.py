@@ -253,24 +253,15 @@ class PIXIE_OT_import_sequence(TaskModal, bpy.types.Operator, ImportHelper):
         return self._begin_modal(context, 0.02, steps=100)
 
     def _compute(self, context, source: Path) -> set[str]:
-        from ..client.reconstruct import ConnectError
-
         if STATE.task is not None:
             self.report({"ERROR"}, "An image sequence is already being computed")
             return {"CANCELLED"}
         if not source.exists():
             self.report({"ERROR"}, f"{source}: no such file or folder")
             return {"CANCELLED"}
-        try:
-            start_task(context, source, self._import_options(context), self.fps)
-        except ConnectError as exc:
-            STATE.report = ("ERROR", str(exc))
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        if context.window is None or bpy.app.background:
-            return {"FINISHED"}  # headless: the caller drives pump()
         self._computing = True
-        return self._begin_modal(context, TIMER_INTERVAL)
+        options = self._import_options(context)
+        return self._start_task(context, lambda: start_task(context, source, options, self.fps), TIMER_INTERVAL)
 
     def modal(self, context, event):
         if self._computing:

@@ -206,8 +206,6 @@ class PIXIE_OT_reconstruct(TaskModal, bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def execute(self, context):
-        from ..client.reconstruct import ConnectError
-
         paths = self._paths()
         if not paths:
             self.report({"ERROR"}, "No image given")
@@ -221,15 +219,7 @@ class PIXIE_OT_reconstruct(TaskModal, bpy.types.Operator):
         if STATE.task is not None:
             self.report({"ERROR"}, "A reconstruction is already running")
             return {"CANCELLED"}
-        try:
-            start_task(context, paths)
-        except ConnectError as exc:
-            STATE.report = ("ERROR", str(exc))
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        if context.window is None or bpy.app.background:
-            return {"FINISHED"}  # headless: the caller drives pump()
-        return self._begin_modal(context, TIMER_INTERVAL)
+        return self._start_task(context, lambda: start_task(context, paths), TIMER_INTERVAL)
 
     def _pump(self, context) -> bool:
         return pump(context)

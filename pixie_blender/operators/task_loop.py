@@ -78,6 +78,23 @@ class TaskModal:
     def _pump(self, context) -> bool:
         raise NotImplementedError
 
+    def _start_task(self, context, start: Callable[[], object], interval: float) -> set[str]:
+        """Start the task (``start()``: connects to the backend and submits the job) and run modal.
+
+        A backend that cannot be reached is one error, kept as the task's report for the sidebar.
+        Headless (no window) the caller drives the pump."""
+        from ..client.reconstruct import ConnectError
+
+        try:
+            start()
+        except ConnectError as exc:
+            self.task_state.report = ("ERROR", str(exc))
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if context.window is None or bpy.app.background:
+            return {"FINISHED"}  # headless: the caller drives the pump
+        return self._begin_modal(context, interval)
+
     def _begin_modal(self, context, interval: float, steps: int = 1000) -> set[str]:
         wm = context.window_manager
         self._timer = wm.event_timer_add(interval, window=context.window)

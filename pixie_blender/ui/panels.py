@@ -67,23 +67,7 @@ def draw_reconstruct(layout, context) -> None:
 
     prefs = get_preferences(context)
     box = layout.box()
-    running = rec.STATE.task is not None
-    row = box.row(align=True)
-    row.scale_y = 1.4
-    row.enabled = not running
-    row.operator("pixie.reconstruct", icon="OUTLINER_OB_ARMATURE", text="Reconstruct from Image")
-    progress = rec.STATE.progress()
-    if running and progress is not None:
-        row = box.row(align=True)
-        row.progress(factor=progress.fraction, type="BAR", text=progress.text[:120])
-        row.operator("pixie.reconstruct_cancel", text="", icon="CANCEL")
-    elif rec.STATE.report is not None:
-        level, text = rec.STATE.report
-        col = box.column(align=True)
-        col.alert = level == "ERROR"
-        icon = {"ERROR": "ERROR", "WARNING": "INFO"}.get(level, "CHECKMARK")
-        for i, line in enumerate(textwrap.wrap(text, 48)[:6]):
-            col.label(text=line, icon=icon if i == 0 else "BLANK1")
+    draw_task(box, rec.STATE, "pixie.reconstruct", "Reconstruct from Image", "OUTLINER_OB_ARMATURE", 1.4)
     draw_sequence(box, context)
 
     state, line, icon = backend_status(context)
@@ -123,24 +107,30 @@ def draw_sequence(layout, context) -> None:
     Image, its progress with Cancel while the backend computes it, then the last run's message."""
     from ..operators import import_sequence as seq
 
-    running = seq.STATE.task is not None
-    col = layout.column(align=True)
-    row = col.row(align=True)
-    row.scale_y = 1.2
+    draw_task(layout.column(align=True), seq.STATE, "pixie.import_sequence", "Import Image Sequence", "SEQUENCE", 1.2)
+
+
+def draw_task(layout, state, operator: str, text: str, icon: str, scale_y: float) -> None:
+    """An operator that runs a backend task (``state``: its :class:`..operators.task_loop.TaskState`):
+    its button (off while the task runs), then the progress bar with the task's Cancel button
+    (``<operator>_cancel``) while it runs, or the last run's message."""
+    running = state.task is not None
+    row = layout.row(align=True)
+    row.scale_y = scale_y
     row.enabled = not running
-    row.operator("pixie.import_sequence", icon="SEQUENCE", text="Import Image Sequence")
-    progress = seq.STATE.progress()
+    row.operator(operator, icon=icon, text=text)
+    progress = state.progress()
     if running and progress is not None:
-        row = col.row(align=True)
+        row = layout.row(align=True)
         row.progress(factor=progress.fraction, type="BAR", text=progress.text[:120])
-        row.operator("pixie.import_sequence_cancel", text="", icon="CANCEL")
-    elif seq.STATE.report is not None:
-        level, text = seq.STATE.report
-        sub = col.column(align=True)
-        sub.alert = level == "ERROR"
-        icon = {"ERROR": "ERROR", "WARNING": "INFO"}.get(level, "CHECKMARK")
-        for i, line in enumerate(textwrap.wrap(text, 48)[:6]):
-            sub.label(text=line, icon=icon if i == 0 else "BLANK1")
+        row.operator(f"{operator}_cancel", text="", icon="CANCEL")
+    elif state.report is not None:
+        level, message = state.report
+        col = layout.column(align=True)
+        col.alert = level == "ERROR"
+        first_icon = {"ERROR": "ERROR", "WARNING": "INFO"}.get(level, "CHECKMARK")
+        for i, line in enumerate(textwrap.wrap(message, 48)[:6]):
+            col.label(text=line, icon=first_icon if i == 0 else "BLANK1")
 
 
 class PIXIE_PT_main(bpy.types.Panel):
