@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pixie_blender.client import install_plan, installer
 from pixie_blender.operators import backend as ops
 from pixie_blender.ui import backend as ui
 from tests.blender.test_ui import RecordingLayout, _PrefsProxy
+from tests.support.blender_process import run_script, user_env
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE = ROOT / "tests" / "support" / "fake_backend.py"
@@ -175,11 +175,7 @@ addon_utils.disable("pixie_blender", default_set=True)
 print("RESULT " + json.dumps(dict(pid=proc.pid, port=hs.port, timer=timer, pidfile=pidfile, exists=exists,
       alive=proc.alive, timer_after=bpy.app.timers.is_registered(ops._idle_timer), sup=ops.STATE.supervisor is None)))
 """
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-2000:]
-    r = json.loads(lines[-1][len("RESULT ") :])
+    r = run_script(code, env=user_env(tmp_path), timeout=120)
     assert r["port"] > 0 and r["timer"] and r["exists"]
     assert not r["alive"] and not r["timer_after"] and r["sup"] and not os.path.exists(r["pidfile"])
     from pixie_blender.client.processes import process_alive

@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.support.blender_process import run_script, user_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,22 +90,9 @@ print("RESULT " + json.dumps(dict(
 
 
 def test_full_zip_install_backend_offline_then_the_backend_starts(full_zip, tmp_path):
-    env = dict(os.environ)
-    env["BLENDER_USER_RESOURCES"] = str(tmp_path / "user")
-    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
     # No network for the install: pip in the new environment must never look beyond the wheelhouse.
-    env["HTTPS_PROXY"] = env["HTTP_PROXY"] = "http://127.0.0.1:9"
-    proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(full_zip)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-4000:] + proc.stderr[-4000:]
-    r = json.loads(lines[-1][len("RESULT ") :])
+    env = user_env(tmp_path, HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    r = run_script(_SCRIPT, [full_zip], env=env, cwd=tmp_path, timeout=1500)
     print(
         f"extension install {r['t_ext']:.1f} s, Install Backend {r['t_install']:.0f} s, "
         f"longest main-thread step {r['max_wait'] * 1000:.1f} ms"

@@ -5,16 +5,12 @@ the repository)."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.blender_process import run_script, user_env
 
 
 @pytest.fixture(scope="module")
@@ -22,20 +18,6 @@ def extension_zip(tmp_path_factory):
     from tools.build_extension import build
 
     return build(tmp_path_factory.mktemp("ext") / "dist", quiet=True)
-
-
-def _run_script(code: str, tmp_path: Path, timeout: int = 180) -> dict:
-    env = dict(os.environ)
-    env["BLENDER_USER_RESOURCES"] = str(tmp_path / "user")
-    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, (
-        f"rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    )
-    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def test_zip_layout(extension_zip):
@@ -93,7 +75,7 @@ print("RESULT " + json.dumps(dict(install=sorted(res), enabled=enabled, op=sorte
       after=after)))
 """
     )
-    r = _run_script(code, tmp_path)
+    r = run_script(code, env=user_env(tmp_path))
     assert r["install"] == ["FINISHED"] and r["enabled"] and r["op"] == ["FINISHED"]
     assert r["rig"] == "ARMATURE" and r["body"] == ["alice_body"]
     assert ["alice_camera", "PERSP"] in r["cam"]  # the operator's default placement: as in the photo
@@ -125,7 +107,7 @@ print("RESULT " + json.dumps(dict(before=before, cycles=cycles,
       timer=bpy.app.timers.is_registered(joint_follow.flush))))
 """
     )
-    r = _run_script(code, tmp_path)
+    r = run_script(code, env=user_env(tmp_path))
     before = r["before"]
     for cyc in r["cycles"]:
         d = cyc["during"]

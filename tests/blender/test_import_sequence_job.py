@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.blender.test_ui import sidebar_log
+from tests.support.blender_process import (
+    BACKEND_PY,
+    INSTALLED_ADDON,
+    make_synthetic_data,
+    run_backend,
+    run_script,
+    user_env,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-BACKEND_PY = ROOT / ".venv" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 CLIP_FRAMES = 10
 
 
@@ -110,49 +114,15 @@ make_clip(body, "walk", num_frames=n, size=(320, 180), seed=2).write_video(out /
 (out / "broken.mp4").write_bytes(b"this is no video " * 64)
 """
 
-_SCRIPT = r"""
-import importlib, json, os, sys, time
-import bpy
-zip_path, backend_py, data_dir, work, video, broken = sys.argv[1:7]
-res = bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
-name = "bl_ext.user_default.pixie_blender"
-prefs = bpy.context.preferences.addons[name].preferences
-prefs.backend_python, prefs.data_dir, prefs.backend_device = backend_py, data_dir, "CPU"
+_SCRIPT = INSTALLED_ADDON + r"""
+video, broken = args
 prefs.reconstruct_detector = "none"  # the synthetic body has no face a detector finds: one person per frame
 seqop = importlib.import_module(name + ".operators.import_sequence")
 animation = importlib.import_module(name + ".scene.animation")
 io_sequence = importlib.import_module(name + ".io.sequence")
-bpy.ops.wm.save_as_mainfile(filepath=os.path.join(work, "scene.blend"))
 
 def rigs():
     return [o for o in bpy.data.objects if o.get("pixie_role") == "rig"]
-
-def drive(timeout=600):
-    steps = busy = 0
-    longest = 0.0
-    edits, texts = [], []
-    deadline = time.monotonic() + timeout
-    while True:
-        t0 = time.perf_counter()
-        done = seqop.pump()
-        dt = time.perf_counter() - t0
-        steps += 1
-        if done:
-            last = seqop.STATE.last
-            return dict(steps=steps, busy=busy, longest=longest, edits=edits, texts=texts, report=seqop.STATE.report,
-                        state=last.state if last else None, code=last.error_code if last else None)
-        longest = max(longest, dt)
-        p = seqop.STATE.task.progress
-        if not texts or texts[-1] != p.text:
-            texts.append(p.text)
-        if p.state in ("running", "waiting", "uploading"):
-            busy += 1
-            if busy % 20 == 1:  # the scene stays editable between steps
-                ob = bpy.data.objects.new(f"edit_{busy}", None)
-                bpy.context.scene.collection.objects.link(ob)
-                edits.append(ob.name)
-        assert time.monotonic() < deadline, p
-        time.sleep(0.02)
 
 def keyed_frames(arm):
     fcs = animation.action_fcurves(arm.animation_data.action)
@@ -160,7 +130,7 @@ def keyed_frames(arm):
 
 out = {"install": sorted(res)}
 out["op"] = sorted(bpy.ops.pixie.import_sequence(filepath=video, smoothing=0.0))
-first = drive()
+first = drive(seqop, busy_states=("running", "waiting", "uploading"))
 out["first"] = first
 out["edits_kept"] = all(n in bpy.data.objects for n in first["edits"])
 results = os.path.join(work, "scene_pixie")
@@ -207,7 +177,7 @@ out["again_background"] = backgrounds(o for o in bpy.data.objects if o.type == "
 # a corrupt video: one sentence, the scene as it was
 before = sorted(o.name for o in bpy.data.objects)
 bpy.ops.pixie.import_sequence(filepath=broken)
-bad = drive()
+bad = drive(seqop, busy_states=("running", "waiting", "uploading"))
 out["bad"] = bad
 out["unchanged"] = sorted(o.name for o in bpy.data.objects if o.name not in set(bad["edits"])) == before
 import addon_utils
@@ -260,61 +230,15 @@ def test_video_to_animated_rigs_through_the_installed_extension(tmp_path):
 
     zip_path = build(tmp_path / "dist", quiet=True)
     data = tmp_path / "data"
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
-    backend_env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "backend"), env.get("PYTHONPATH")])))
-    run = subprocess.run(
-        [
-            str(BACKEND_PY),
-            "-m",
-            "pixie_backend",
-            "make-synthetic",
-            "--out",
-            str(data),
-            "--body",
-            "small",
-            "--net",
-            "tiny",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=backend_env,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
+    env = user_env(tmp_path)
+    make_synthetic_data(data, env)
     clips = tmp_path / "clips"
     clips.mkdir()
-    run = subprocess.run(
-        [str(BACKEND_PY), "-c", _CLIP, str(data), str(clips), str(CLIP_FRAMES)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=backend_env,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
+    run_backend(["-c", _CLIP, data, clips, CLIP_FRAMES], env)
     work = tmp_path / "work"
     work.mkdir()
     video = clips / "walk.avi"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _SCRIPT,
-            str(zip_path),
-            str(BACKEND_PY),
-            str(data),
-            str(work),
-            str(video),
-            str(clips / "broken.mp4"),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-4000:] + proc.stderr[-4000:]
-    r = json.loads(lines[-1][len("RESULT ") :])
+    r = run_script(_SCRIPT, [zip_path, BACKEND_PY, data, work, video, clips / "broken.mp4"], env=env, timeout=1200)
     print(json.dumps({k: r[k] for k in ("first", "bad")}, indent=1))
 
     assert r["install"] == ["FINISHED"] and r["op"] == ["FINISHED"]

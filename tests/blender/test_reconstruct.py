@@ -13,17 +13,19 @@ and succeeds. Runs on bpy 5.0.1 and (nested) 4.2.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.blender.test_ui import sidebar_log
-
-ROOT = Path(__file__).resolve().parents[2]
-BACKEND_PY = ROOT / ".venv" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+from tests.support.blender_process import (
+    BACKEND_PY,
+    INSTALLED_ADDON,
+    make_synthetic_data,
+    run_backend,
+    run_script,
+    user_env,
+)
 
 
 @pytest.fixture
@@ -102,55 +104,21 @@ def test_results_folder_next_to_the_blend(bpy_mod, clean_state, tmp_path):
 # End to end
 
 
-_SCRIPT = r"""
-import importlib, json, os, signal, sys, time
-import bpy
-zip_path, backend_py, data_dir, work, solo, pair = sys.argv[1:7]
-res = bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
-name = "bl_ext.user_default.pixie_blender"
-prefs = bpy.context.preferences.addons[name].preferences
-prefs.backend_python, prefs.data_dir, prefs.backend_device = backend_py, data_dir, "CPU"
+_SCRIPT = INSTALLED_ADDON + r"""
+import signal
+solo, pair = args
 prefs.default_add_camera = True
 rec = importlib.import_module(name + ".operators.reconstruct")
 bops = importlib.import_module(name + ".operators.backend")
-bpy.ops.wm.save_as_mainfile(filepath=os.path.join(work, "scene.blend"))
 
 def rigs():
     return sorted(o.name for o in bpy.data.objects if o.get("pixie_role") == "rig")
-
-def drive(kill_when_running=False, timeout=600):
-    steps = busy = 0
-    longest = 0.0
-    edits = []
-    killed = None
-    deadline = time.monotonic() + timeout
-    while True:
-        t0 = time.perf_counter()
-        done = rec.pump()
-        dt = time.perf_counter() - t0
-        steps += 1
-        if done:
-            return dict(steps=steps, busy=busy, longest=longest, edits=edits, killed=killed, report=rec.STATE.report,
-                        state=rec.STATE.last.state, code=rec.STATE.last.error_code)
-        longest = max(longest, dt)
-        p = rec.STATE.task.progress
-        if p.state in ("running", "waiting"):
-            busy += 1
-            if busy % 20 == 1:  # the scene stays editable between steps
-                ob = bpy.data.objects.new(f"edit_{busy}", None)
-                bpy.context.scene.collection.objects.link(ob)
-                edits.append(ob.name)
-        if kill_when_running and killed is None and p.state == "running":
-            killed = bops.STATE.supervisor.process.pid
-            os.kill(killed, signal.SIGKILL)
-        assert time.monotonic() < deadline, p
-        time.sleep(0.02)
 
 out = {"install": sorted(res)}
 r = bpy.ops.pixie.reconstruct(files=[{"name": os.path.basename(solo)}, {"name": os.path.basename(pair)}],
                               directory=os.path.dirname(solo))
 out["op"] = sorted(r)
-first = drive()
+first = drive(rec)
 first_pid = bops.STATE.supervisor.process.pid
 out["first"] = first
 out["rigs"] = rigs()
@@ -178,14 +146,22 @@ for m in many:
         dst.write(src.read())
 before = sorted(o.name for o in bpy.data.objects)
 bpy.ops.pixie.reconstruct(files=[{"name": os.path.basename(m)} for m in many], directory=work)
-killed = drive(kill_when_running=True)
+kill_pid = []
+
+def kill_when_running(p):  # the backend dies in the middle of the job
+    if not kill_pid and p.state == "running":
+        kill_pid.append(bops.STATE.supervisor.process.pid)
+        os.kill(kill_pid[0], signal.SIGKILL)
+
+killed = drive(rec, on_step=kill_when_running)
+killed["killed"] = kill_pid[0] if kill_pid else None
 out["killed"] = killed
 edits = set(killed["edits"])
 out["unchanged"] = sorted(o.name for o in bpy.data.objects if o.name not in edits) == before
 
 # the next click starts a new backend and succeeds
 bpy.ops.pixie.reconstruct(filepath=solo)
-out["again"] = drive()
+out["again"] = drive(rec)
 out["again_pid"] = bops.STATE.supervisor.process.pid
 out["first_pid"] = first_pid
 out["rigs_end"] = len(rigs())
@@ -202,26 +178,8 @@ def test_reconstruct_end_to_end_through_the_installed_extension(tmp_path):
 
     zip_path = build(tmp_path / "dist", quiet=True)
     data = tmp_path / "data"
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
-    run = subprocess.run(
-        [
-            str(BACKEND_PY),
-            "-m",
-            "pixie_backend",
-            "make-synthetic",
-            "--out",
-            str(data),
-            "--body",
-            "small",
-            "--net",
-            "tiny",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
+    env = user_env(tmp_path)
+    make_synthetic_data(data, env)
     photos = (
         "import sys, numpy as np; from PIL import Image; from skimage import data\n"
         "a = data.astronaut(); Image.fromarray(a).save(sys.argv[1], quality=92)\n"
@@ -229,23 +187,10 @@ def test_reconstruct_end_to_end_through_the_installed_extension(tmp_path):
     )
     solo, pair = tmp_path / "photos" / "solo.jpg", tmp_path / "photos" / "pair.jpg"
     solo.parent.mkdir()
-    run = subprocess.run(
-        [str(BACKEND_PY), "-c", photos, str(solo), str(pair)], capture_output=True, text=True, timeout=300, env=env
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
+    run_backend(["-c", photos, solo, pair], env, timeout=300)
     work = tmp_path / "work"
     work.mkdir()
-    proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(zip_path), str(BACKEND_PY), str(data), str(work), str(solo), str(pair)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-4000:] + proc.stderr[-4000:]
-    r = json.loads(lines[-1][len("RESULT ") :])
+    r = run_script(_SCRIPT, [zip_path, BACKEND_PY, data, work, solo, pair], env=env, timeout=1200)
     print(json.dumps({k: r[k] for k in ("first", "killed", "again")}, indent=1))
 
     assert r["install"] == ["FINISHED"] and r["op"] == ["FINISHED"]
