@@ -130,15 +130,12 @@ class ReconstructTask(BackendTask):
         """Headless use: :meth:`step` in a loop until finished."""
         return super().wait(timeout, interval)
 
-    def _apply_event(self, ev: dict) -> None:
+    def _started_text(self) -> str:
+        return f"Image 1 of {self.progress.total}: reconstructing…"
+
+    def _apply_job_event(self, kind, ev: dict, d: dict) -> None:
         p = self.progress
-        kind, d = ev.get("event"), ev.get("details") or {}
-        if kind == "started":
-            p.state = "running"
-            p.total = ev.get("total") or p.total
-            p.device = d.get("device", p.device)
-            p.text = f"Image 1 of {p.total}: reconstructing…"
-        elif kind == "item_done":
+        if kind == "item_done":
             for stage, sec in (d.get("timings") or {}).items():
                 if isinstance(sec, (int, float)):
                     p.timings[stage] = p.timings.get(stage, 0.0) + float(sec)
@@ -161,8 +158,6 @@ class ReconstructTask(BackendTask):
             p.text = f"Image {min(p.done + 1, p.total)} of {p.total}: {label} failed ({ev.get('code')})"
         elif kind == "message" and ev.get("level") == "warning":
             p.warnings.append(str(ev.get("text") or ""))
-        elif kind == "finished" and isinstance(ev.get("seconds"), (int, float)):
-            p.job_seconds = float(ev["seconds"])
 
     def _finish(self, status: str, error: dict | None) -> None:
         p = self.progress

@@ -227,15 +227,12 @@ class SequenceTask(BackendTask):
             parts.append(f"{_clock_text(p.eta_s)} left")
         return (f"Frame {k} of {p.total}: " if p.total else f"Frame {k}: ") + ", ".join(parts)
 
-    def _apply_event(self, ev: dict) -> None:
+    def _started_text(self) -> str:
+        return self._running_text()
+
+    def _apply_job_event(self, kind, ev: dict, d: dict) -> None:
         p = self.progress
-        kind, d = ev.get("event"), ev.get("details") or {}
-        if kind == "started":
-            p.state = "running"
-            p.total = ev.get("total") or p.total
-            p.device = d.get("device", p.device)
-            p.text = self._running_text()
-        elif kind == "item_done":
+        if kind == "item_done":
             tracks = [t for t in d.get("tracks") or [] if isinstance(t, int)]
             p.persons = len(tracks)
             p.tracks.update(tracks)
@@ -257,8 +254,6 @@ class SequenceTask(BackendTask):
             text = str(ev.get("text") or "")
             if "SYNTHETIC" not in text:
                 p.warnings.append(text)
-        elif kind == "finished" and isinstance(ev.get("seconds"), (int, float)):
-            p.job_seconds = float(ev["seconds"])
 
     def _finish(self, status: str, error: dict | None) -> None:
         p = self.progress

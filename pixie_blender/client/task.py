@@ -247,10 +247,10 @@ class BackendTask:
     """One job on the backend, driven by :meth:`step` (never blocks).
 
     ``progress`` needs the attributes ``state``, ``text``, ``message``, ``error_code``, ``job_id``,
-    ``device``, ``seconds``, ``results``, ``warnings`` and ``finished``. A subclass implements
-    :meth:`_run` (on the reader thread: check the input, :meth:`_check_health`, submit, then
-    :meth:`_follow` the events and download), :meth:`_apply_event` and :meth:`_finish` (on the main
-    thread).
+    ``device``, ``total``, ``seconds``, ``job_seconds``, ``results``, ``warnings`` and ``finished``.
+    A subclass implements :meth:`_run` (on the reader thread: check the input, :meth:`_check_health`,
+    submit, then :meth:`_follow` the events and download), :meth:`_started_text`,
+    :meth:`_apply_job_event` (its job's own events) and :meth:`_finish` (on the main thread).
     """
 
     THREAD_NAME = "pixie-task"
@@ -369,6 +369,24 @@ class BackendTask:
         self._end("failed", message, code)
 
     def _apply_event(self, ev: dict) -> None:
+        """One event of the job's stream (protocol v2): ``started`` and ``finished`` here, the rest
+        in the subclass's :meth:`_apply_job_event`."""
+        p = self.progress
+        kind, d = ev.get("event"), ev.get("details") or {}
+        if kind == "started":
+            p.state = "running"
+            p.total = ev.get("total") or p.total
+            p.device = d.get("device", p.device)
+            p.text = self._started_text()
+        elif kind == "finished" and isinstance(ev.get("seconds"), (int, float)):
+            p.job_seconds = float(ev["seconds"])
+        else:
+            self._apply_job_event(kind, ev, d)
+
+    def _started_text(self) -> str:
+        raise NotImplementedError
+
+    def _apply_job_event(self, kind, ev: dict, details: dict) -> None:
         raise NotImplementedError
 
     def _finish(self, status: str, error: dict | None) -> None:
