@@ -189,8 +189,6 @@ def fail_before_job(args, code: int, message: str, kind: str = "usage", job: str
     return code
 
 
-
-
 def run(args: argparse.Namespace) -> int:
     from ..assets import MissingAssetError
     from ..body.smplx_layer import ModelFileError

@@ -74,7 +74,6 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_token)])
             summary="Version, device, GPU, model files, jobs, limits")
 def health(request: Request) -> Health:
     st = state_of(request)
-    limits = st.config.limits
     with st.registry._lock:
         kept = len(st.registry.jobs)
     return Health(
@@ -82,7 +81,7 @@ def health(request: Request) -> Health:
         version=__version__, versions=versions(), mode="remote" if st.config.remote else "local",
         uptime=round(time.time() - st.started, 3), model=st.models.describe(),
         jobs={"active": st.registry.active(), "kept": kept}, job_kinds=sorted(st.registry.kinds),
-        limits={name: getattr(limits, name) for name in limits.NAMES},
+        limits=st.config.limits.as_dict(),
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..config import PixieConfig
@@ -28,13 +28,13 @@ class Limits:
     #: frames of one sequence job (``too_many_frames``, 413): 10 minutes at 30 fps
     max_frames: int = 18_000
 
-    #: what ``/v1/health`` reports as ``limits``
-    NAMES = ("max_upload_bytes", "max_pixels", "max_images", "max_queued_jobs", "max_running_jobs",
-             "max_video_bytes", "max_frames")
+    def as_dict(self) -> dict[str, int]:
+        """Every limit by name (what ``/v1/health`` reports as ``limits``)."""
+        return asdict(self)
 
     def check(self) -> None:
-        for name in self.NAMES:
-            if getattr(self, name) < 1:
+        for name, value in self.as_dict().items():
+            if value < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1")
 
 
