@@ -69,26 +69,31 @@ class BadResponse(ServiceError):
     code = "bad_response"
 
 
+def _field_part(boundary: str, name: str, value) -> bytes:
+    """One form field of a ``multipart/form-data`` body, with its closing line break."""
+    return (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{_quote(name)}"\r\n\r\n'.encode()
+        + str(value).encode("utf-8")
+        + b"\r\n"
+    )
+
+
+def _file_header(boundary: str, name: str, filename: str) -> bytes:
+    """The header of one file part (its bytes and a line break follow)."""
+    return (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="{_quote(name)}"; filename="{_quote(filename)}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+
+
 def encode_multipart(fields: Sequence[tuple[str, str]], files: Sequence[tuple[str, str, bytes]]) -> tuple[bytes, str]:
     """A ``multipart/form-data`` body: ``fields`` (name, value), ``files`` (field name, file name,
     bytes). Returns (body, content type)."""
     boundary = f"pixie-{uuid.uuid4().hex}"
-    out: list[bytes] = []
-    for name, value in fields:
-        out += [
-            f"--{boundary}\r\n".encode(),
-            f'Content-Disposition: form-data; name="{_quote(name)}"\r\n\r\n'.encode(),
-            str(value).encode("utf-8"),
-            b"\r\n",
-        ]
+    out = [_field_part(boundary, name, value) for name, value in fields]
     for name, filename, data in files:
-        out += [
-            f"--{boundary}\r\n".encode(),
-            f'Content-Disposition: form-data; name="{_quote(name)}"; filename="{_quote(filename)}"\r\n'.encode(),
-            b"Content-Type: application/octet-stream\r\n\r\n",
-            data,
-            b"\r\n",
-        ]
+        out += [_file_header(boundary, name, filename), data, b"\r\n"]
     out.append(f"--{boundary}--\r\n".encode())
     return b"".join(out), f"multipart/form-data; boundary={boundary}"
 
@@ -107,21 +112,12 @@ class MultipartFiles:
     def __init__(self, fields: Sequence[tuple[str, str]], files: Sequence[tuple[str, str, Path]], chunk: int = CHUNK):
         self.boundary = f"pixie-{uuid.uuid4().hex}"
         self.chunk = chunk
-        head = b"".join(
-            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{_quote(n)}"\r\n\r\n'.encode()
-            + str(v).encode("utf-8")
-            + b"\r\n"
-            for n, v in fields
-        )
+        head = b"".join(_field_part(self.boundary, n, v) for n, v in fields)
         self._head = head
-        self._parts: list[tuple[bytes, Path, int]] = []
-        for name, filename, path in files:
-            header = (
-                f"--{self.boundary}\r\n"
-                f'Content-Disposition: form-data; name="{_quote(name)}"; filename="{_quote(filename)}"\r\n'
-                "Content-Type: application/octet-stream\r\n\r\n"
-            ).encode()
-            self._parts.append((header, Path(path), Path(path).stat().st_size))
+        self._parts: list[tuple[bytes, Path, int]] = [
+            (_file_header(self.boundary, name, filename), Path(path), Path(path).stat().st_size)
+            for name, filename, path in files
+        ]
         self._tail = f"--{self.boundary}--\r\n".encode()
         self.length = len(head) + sum(len(h) + n + 2 for h, _, n in self._parts) + len(self._tail)
 
