@@ -1,12 +1,14 @@
 """Request limits: the body size (an ASGI middleware that counts bytes as they arrive, so a huge
-upload is refused before it is stored) and the checks of each uploaded image from its header
-(pixels, "is it an image at all"), before a job is queued."""
+upload is refused before it is stored), the checks of each uploaded image from its header
+(pixels, "is it an image at all"), before a job is queued, and the plain file name of an upload."""
 
 from __future__ import annotations
 
 import io
 import json
+from pathlib import PurePath
 
+from ..jobs.sources import safe_name, unique_names
 from .errors import ERROR_CODES, ApiError
 
 
@@ -109,3 +111,15 @@ def check_image_header(name: str, data: bytes, max_pixels: int) -> tuple[int, in
         raise ApiError("too_many_pixels", f"{name}: {w}x{h} = {w * h / 1e6:.1f} MP is more than the service's "
                                           f"limit of {max_pixels / 1e6:.1f} MP; downscale it")
     return w, h
+
+
+def upload_name(filename: str | None, fallback: str) -> str:
+    """An upload's file name without folders (never a path the server uses); ``fallback`` when it
+    has none."""
+    return PurePath((filename or fallback).replace("\\", "/")).name or fallback
+
+
+def upload_stems(names: list[str]) -> list[str]:
+    """Safe, unique file-name stems for the uploads ``names`` (in upload order; a clash gets a short
+    hash of the upload's position and name)."""
+    return unique_names([safe_name(PurePath(n).stem or n) for n in names], [f"{i}:{n}" for i, n in enumerate(names)])

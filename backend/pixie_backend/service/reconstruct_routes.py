@@ -9,15 +9,14 @@ event of the job, and the other images go on.
 from __future__ import annotations
 
 import json
-from pathlib import PurePath
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from ..jobs.reconstruct import ReconstructJob, ReconstructOptions
-from ..jobs.sources import ImageSource, safe_name, unique_names
+from ..jobs.sources import ImageSource
 from .errors import ApiError, responses
-from .limits import check_image_header
+from .limits import check_image_header, upload_name, upload_stems
 from .registry import JobContext
 from .schemas import JobStatus, job_status
 
@@ -79,10 +78,8 @@ async def submit_reconstruct(
         raise ApiError("too_many_images", f"{len(images)} images; the service takes at most {limits.max_images} "
                                           "per job")
     st.require_model()
-    uploads = [PurePath((u.filename or f"image_{i}").replace("\\", "/")).name or f"image_{i}"
-               for i, u in enumerate(images)]
-    names = unique_names([safe_name(PurePath(n).stem or n) for n in uploads],
-                         [f"{i}:{n}" for i, n in enumerate(uploads)])
+    uploads = [upload_name(u.filename, f"image_{i}") for i, u in enumerate(images)]
+    names = upload_stems(uploads)
     chosen = parse_boxes(boxes, names, uploads)
     sources = []
     for upload, label, name in zip(images, uploads, names, strict=True):

@@ -32,11 +32,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..jobs.frames import DEFAULT_FPS, ClipError, FrameFiles, VideoFile
 from ..jobs.sequence import SequenceJob, SequenceOptions
-from ..jobs.sources import IMAGE_EXTENSIONS, safe_name, unique_names
+from ..jobs.sources import IMAGE_EXTENSIONS, safe_name
 from ..sequence.tracker import TrackerConfig
 from .config import Limits
 from .errors import ApiError, responses
-from .limits import check_image_header
+from .limits import check_image_header, upload_name, upload_stems
 from .registry import JobContext
 from .schemas import JobStatus, job_status
 
@@ -124,11 +124,6 @@ def parse_options(form: FormData) -> SequenceForm:
         raise ApiError("invalid_request", "; ".join(parts)) from None
 
 
-def upload_name(upload: UploadFile, fallback: str) -> str:
-    """The upload's file name without folders (never a path the server uses)."""
-    return PurePath((upload.filename or fallback).replace("\\", "/")).name or fallback
-
-
 def parse_frame_boxes(text: str, count: int | None, names: list[str] | None) -> dict[int, list[list[float]]] | None:
     """``boxes``: JSON ``{frame number or frame file name: [[x1, y1, x2, y2], ...]}`` → frame numbers."""
     if not text:
@@ -199,8 +194,7 @@ def store_frames(uploads: list[UploadFile], labels: list[str], name: str, folder
     """Check and store the frame images in ``folder/<name>/``, in upload order."""
     frames_dir = folder / name
     frames_dir.mkdir()
-    stems = unique_names([safe_name(PurePath(n).stem or n) for n in labels],
-                         [f"{i}:{n}" for i, n in enumerate(labels)])
+    stems = upload_stems(labels)
     paths = []
     for upload, label, stem in zip(uploads, labels, stems, strict=True):
         upload.file.seek(0)
@@ -246,13 +240,13 @@ async def submit_sequence(request: Request) -> JobStatus:
         st.require_model()
         fps = opts.fps or None
         if videos:
-            label = upload_name(videos[0], "video")
+            label = upload_name(videos[0].filename, "video")
             name = safe_name(opts.name or PurePath(label).stem or "clip")
             labels = None
             count = None
             given = None  # checked against the frame count once the video is open
         else:
-            labels = [upload_name(u, f"frame_{i}") for i, u in enumerate(frames)]
+            labels = [upload_name(u.filename, f"frame_{i}") for i, u in enumerate(frames)]
             name = safe_name(opts.name or "frames")
             count = len(frames)
             given = parse_frame_boxes(opts.boxes, count, labels)
