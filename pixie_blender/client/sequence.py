@@ -20,13 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ..io.constants import SEQUENCE_SUFFIX, SOURCE_RECORD_SUFFIX
 from . import task as _task
 from .reconstruct import IMAGE_EXTENSIONS
 from .service_client import BadResponse, ServiceClient, ServiceError, UploadCancelled
 from .task import BackendTask, file_sha256, write_json_atomic
 
-SEQUENCE_SUFFIX = ".pixie-seq.npz"
-SOURCE_SUFFIX = ".pixie-seq-source.json"
 #: Video files offered in the file browser (``pixie_backend.jobs.frames.VIDEO_EXTENSIONS``); any
 #: other file that is not an image is sent as a video too, and the backend says if it is none.
 VIDEO_EXTENSIONS = (
@@ -108,7 +107,7 @@ def clip_sha256(clip: ClipInput) -> str:
 def allocate_name(clip: ClipInput, sha: str, results_dir: Path) -> str:
     """The clip's result name: its name, or ``<name>_2``, ... when the results folder holds that
     name for another clip (its source record has another hash)."""
-    return _task.allocate_names([clip.name], [sha], results_dir, SEQUENCE_SUFFIX, SOURCE_SUFFIX)[0]
+    return _task.allocate_names([clip.name], [sha], results_dir, SEQUENCE_SUFFIX, SOURCE_RECORD_SUFFIX)[0]
 
 
 def _size_text(size: int) -> str:
@@ -372,5 +371,5 @@ class SequenceTask(BackendTask):
             record["video"] = str(clip.files[0].resolve())
         else:
             record["frames"] = [str(p.resolve()) for p in clip.files]
-        write_json_atomic(results / f"{name}{SOURCE_SUFFIX}", record)
+        write_json_atomic(results / f"{name}{SOURCE_RECORD_SUFFIX}", record)
         return SequenceResult(name, dest, amass, int(d.get("tracks") or 0))

@@ -143,6 +143,10 @@ BAKED_CORRECTIVE_KEY = "PoseCorrectives"
 RESULT_FORMAT = "pixie-result"
 PACKAGE_FORMAT = "pixie-smplx-package"
 SEQUENCE_FORMAT = "pixie-sequence"
+#: A sequence result file's name ends so.
+SEQUENCE_SUFFIX = ".pixie-seq.npz"
+#: The add-on's record of the local clip a backend computed a sequence file from (``client/sequence.py``).
+SOURCE_RECORD_SUFFIX = ".pixie-seq-source.json"
 SUPPORTED_MAJOR_VERSION = 1  # model packages and sequence files
 #: Result-file versions this add-on reads (2 adds the face appearance; docs/result-format.md).
 SUPPORTED_RESULT_VERSIONS = (1, 2)

@@ -21,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from .constants import JOINT_NAMES, NUM_EXPRESSION, NUM_JOINTS, SEQUENCE_FORMAT
+from .constants import (
+    JOINT_NAMES,
+    NUM_EXPRESSION,
+    NUM_JOINTS,
+    SEQUENCE_FORMAT,
+    SEQUENCE_SUFFIX,
+    SOURCE_RECORD_SUFFIX,
+)
 from .schema import (
     HeaderFile,
     PackageData,
@@ -45,9 +52,6 @@ __all__ = [
     "read_sequence",
 ]
 
-SEQUENCE_SUFFIX = ".pixie-seq.npz"
-#: The add-on's record of the local clip a backend computed a sequence file from (``client/sequence.py``).
-SOURCE_RECORD_SUFFIX = ".pixie-seq-source.json"
 #: ``frame_status`` codes.
 FRAME_STATUS = ("ok", "no_person", "error", "pending")
 #: ``box_source`` codes.

@@ -19,7 +19,7 @@ import pytest
 
 from pixie_blender.client import supervisor
 from pixie_blender.client.sequence import (
-    SOURCE_SUFFIX,
+    SOURCE_RECORD_SUFFIX,
     VIDEO_EXTENSIONS,
     ClipInput,
     SequenceRequest,
@@ -76,7 +76,7 @@ def test_video_to_sequence_file(served, crossing_clip, tmp_path):
     assert frames_texts and any("frames/s" in t and " left" in t for t in frames_texts), texts
     assert longest < 1.0  # the main thread is never held while the backend works
 
-    record = json.loads((tmp_path / "results" / f"crossing{SOURCE_SUFFIX}").read_text())
+    record = json.loads((tmp_path / "results" / f"crossing{SOURCE_RECORD_SUFFIX}").read_text())
     assert record["video"] == str(video.resolve()) and len(record["sha256"]) == 64
     seq = read_sequence(result.path)
     assert seq.find_video() == video.resolve()  # the local video, through the source record
